@@ -1,0 +1,5 @@
+import sys
+
+from affectline.cli import main
+
+sys.exit(main())

@@ -1,0 +1,178 @@
+"""The composition root: builds config, store, model, services and servers, and runs them.
+
+Nothing else in the package constructs these parts; everything is passed in from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config as HypercornConfig
+from sqlalchemy import text
+
+from affectline.config import Settings
+from affectline.crypto import KEY_BYTES, KeyWrapper
+from affectline.inference.batcher import DynamicBatcher
+from affectline.inference.engine import EmotionModel
+from affectline.metrics import Metrics
+from affectline.models.registry import ModelRegistry
+from affectline.serving.grpc_server import GrpcServer, build_grpc_server
+from affectline.serving.http_app import build_http_app
+from affectline.serving.rpc_methods import ServiceBinding
+from affectline.services.analytics_service import AnalyticsService
+from affectline.services.session_service import CropSpec, SessionService
+from affectline.storage.database import make_engine, redact_url, upgrade
+from affectline.storage.timeline_store import TimelineStore
+from affectline.v1 import analytics_pb2, session_pb2
+
+log = logging.getLogger("affectline")
+
+
+def load_or_create_kek(settings: Settings) -> bytes:
+    """The key-encryption key for stored session keys: from AFFECTLINE_KEK, else a 0600 file."""
+    if settings.kek_hex:
+        try:
+            kek = bytes.fromhex(settings.kek_hex)
+        except ValueError as exc:
+            raise ValueError("AFFECTLINE_KEK must be 64 hex characters") from exc
+        if len(kek) != KEY_BYTES:
+            raise ValueError("AFFECTLINE_KEK must be 64 hex characters (32 bytes)")
+        return kek
+    path = settings.data_dir / "kek.bin"
+    if path.exists():
+        return path.read_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(os.urandom(KEY_BYTES))
+    return path.read_bytes()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+@dataclass
+class Parts:
+    """Everything `serve` runs, built once from Settings."""
+
+    settings: Settings
+    metrics: Metrics
+    store: TimelineStore
+    model: EmotionModel
+    batcher: DynamicBatcher
+    session_service: SessionService
+    analytics_service: AnalyticsService
+    bindings: list[ServiceBinding]
+
+
+def build_parts(settings: Settings) -> Parts:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    metrics = Metrics.create()
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine)  # migrations are the only way the schema is made
+    store = TimelineStore(engine)
+    model = EmotionModel.load(ModelRegistry().get(*_split_model(settings.model)), intra_op_threads=settings.inference_threads)
+    batcher = DynamicBatcher(
+        model.predict,
+        max_batch_size=settings.max_batch_size,
+        max_queue_delay_s=settings.max_queue_delay_ms / 1000.0,
+        metrics=metrics,
+    )
+    width, height = model.crop_size
+    session_service = SessionService(
+        store=store,
+        score=batcher.submit,
+        crop_spec=CropSpec(width, height, 1, model.key, settings.max_frames_per_batch),
+        key_wrapper=KeyWrapper(load_or_create_kek(settings)),
+        metrics=metrics,
+        session_ttl=timedelta(seconds=settings.session_ttl_s),
+    )
+    analytics_service = AnalyticsService(store=store)
+    bindings = [
+        ServiceBinding(session_pb2.DESCRIPTOR.services_by_name["SessionService"], session_service),
+        ServiceBinding(analytics_pb2.DESCRIPTOR.services_by_name["AnalyticsService"], analytics_service),
+    ]
+    metrics.active_sessions.set(store.active_session_count(datetime.now(timezone.utc)))
+    return Parts(settings, metrics, store, model, batcher, session_service, analytics_service, bindings)
+
+
+def _split_model(spec: str) -> tuple[str, str | None]:
+    name, _, version = spec.partition("/")
+    return name, version or None
+
+
+class AffectlineServer:
+    """Runs the native gRPC server and the HTTP server over one set of parts."""
+
+    def __init__(self, parts: Parts) -> None:
+        self.parts = parts
+        s = parts.settings
+        self._grpc: GrpcServer = build_grpc_server(parts.bindings, parts.metrics, f"{s.host}:{s.grpc_port}")
+        self._http_socket = _bind(s.host, s.http_port)
+        self._shutdown = asyncio.Event()
+        self._http_task: asyncio.Task[Any] | None = None
+
+    @property
+    def grpc_port(self) -> int:
+        return self._grpc.port
+
+    @property
+    def http_port(self) -> int:
+        return self._http_socket.getsockname()[1]
+
+    async def health(self) -> dict[str, Any]:
+        try:
+            with self.parts.store.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            db = "ok"
+        except Exception as exc:  # report, don't crash the probe
+            db = f"error: {type(exc).__name__}"
+        return {"status": "ok" if db == "ok" else "degraded", "database": db, "model": self.parts.model.key,
+                "providers": self.parts.model.providers}
+
+    async def start(self) -> None:
+        await self.parts.batcher.start()
+        await self._grpc.start()
+        config = HypercornConfig()
+        config.bind = [f"fd://{self._http_socket.fileno()}"]
+        config.accesslog = None
+        config.graceful_timeout = 5.0
+        app = build_http_app(self.parts.bindings, self.parts.metrics, health_check=self.health)
+        self._http_task = asyncio.create_task(hypercorn_serve(app, config, shutdown_trigger=self._shutdown.wait))
+        log.info(
+            "affectline serving: gRPC on %s:%d, HTTP on http://%s:%d (database %s, model %s on %s)",
+            self.parts.settings.host, self.grpc_port, self.parts.settings.host, self.http_port,
+            redact_url(self.parts.settings.resolved_database_url), self.parts.model.key, ",".join(self.parts.model.providers),
+        )
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stops taking new calls, lets in-flight ones finish, drains the batcher."""
+        self._shutdown.set()
+        await self._grpc.stop(grace_s)
+        if self._http_task is not None:
+            await self._http_task
+        await self.parts.batcher.stop()
+        self._http_socket.close()
+        self.parts.store.engine.dispose()
+
+    async def run_until(self, stop: asyncio.Event) -> None:
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()

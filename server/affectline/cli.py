@@ -1,0 +1,177 @@
+"""The `affectline` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from affectline.config import Settings, env_table, settings_from_env
+
+EPILOG = "Every option also reads an environment variable; flags win. Defaults:\n" + "\n".join(
+    f"  {name:34} {default}" for name, default in env_table()
+)
+
+
+def _add_db_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite file in the data dir); "
+                   "e.g. postgresql://postgres@127.0.0.1:5432/affectline [AFFECTLINE_DATABASE_URL]")
+    p.add_argument("--data-dir", type=Path, help="folder for the SQLite file and the key file [AFFECTLINE_DATA_DIR]")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="affectline",
+        description="Affectline: moment-by-moment audience emotion measurement for media testing "
+        "with informed consent (not for workplaces or schools: EU AI Act art. 5).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the gRPC and HTTP servers (applies migrations first)",
+                           formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+    serve.add_argument("--host", help="address to bind both servers to [AFFECTLINE_HOST]")
+    serve.add_argument("--grpc-port", type=int, help="native gRPC port [AFFECTLINE_GRPC_PORT]")
+    serve.add_argument("--http-port", type=int, help="gRPC-web/Connect/JSON-RPC/metrics/pages port [AFFECTLINE_HTTP_PORT]")
+    _add_db_flags(serve)
+    serve.add_argument("--model", help="registered model NAME[/VERSION] [AFFECTLINE_MODEL]")
+    serve.add_argument("--max-batch-size", type=int, help="most crops per model run [AFFECTLINE_MAX_BATCH_SIZE]")
+    serve.add_argument("--max-queue-delay-ms", type=float,
+                       help="longest a crop waits for a fuller batch [AFFECTLINE_MAX_QUEUE_DELAY_MS]")
+
+    db = sub.add_parser("db", help="database schema commands")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
+    up = db_sub.add_parser("upgrade", help="apply Alembic migrations up to the latest (or --revision)")
+    _add_db_flags(up)
+    up.add_argument("--revision", default="head", help="target revision (default: head)")
+    cur = db_sub.add_parser("current", help="print the schema revision of the database")
+    _add_db_flags(cur)
+
+    classify = sub.add_parser(
+        "classify", help="run the expression model on face images",
+        description="Prints, per image: file, predicted label and the 7 probabilities. Images that are "
+        "not already tight face crops go through a face detector first.",
+    )
+    classify.add_argument("paths", nargs="+", type=Path, metavar="IMAGE_OR_DIR")
+    classify.add_argument("--format", choices=("csv", "json"), default="csv", help="output format (default: csv)")
+    classify.add_argument("--model", help="registered model NAME[/VERSION] (default: the server's default model)")
+
+    models = sub.add_parser("models", help="list the registered models")
+    models.set_defaults(models_command="list")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return settings_from_env().with_overrides(
+        host=getattr(args, "host", None),
+        grpc_port=getattr(args, "grpc_port", None),
+        http_port=getattr(args, "http_port", None),
+        database_url=getattr(args, "database_url", None),
+        data_dir=getattr(args, "data_dir", None),
+        model=getattr(args, "model", None),
+        max_batch_size=getattr(args, "max_batch_size", None),
+        max_queue_delay_ms=getattr(args, "max_queue_delay_ms", None),
+    )
+
+
+def _serve(settings: Settings) -> int:
+    from affectline.app import AffectlineServer, build_parts
+
+    async def main() -> None:
+        print(f"affectline: preparing (database, migrations, model {settings.model})...", file=sys.stderr, flush=True)
+        server = AffectlineServer(build_parts(settings))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await server.start()
+        print(
+            f"affectline: serving gRPC on {settings.host}:{server.grpc_port} and "
+            f"http://{settings.host}:{server.http_port}/ (Ctrl-C stops)",
+            file=sys.stderr, flush=True,
+        )
+        try:
+            await stop.wait()
+        finally:
+            print("affectline: stopping (finishing in-flight batches)...", file=sys.stderr, flush=True)
+            await server.stop()
+
+    asyncio.run(main())
+    return 0
+
+
+def _db(args: argparse.Namespace, settings: Settings) -> int:
+    from affectline.storage.database import current_revision, make_engine, redact_url, upgrade
+
+    url = settings.resolved_database_url
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url)
+    try:
+        if args.db_command == "upgrade":
+            before = current_revision(engine)
+            upgrade(engine, args.revision)
+            print(f"{redact_url(url)}: {before or '(empty)'} -> {current_revision(engine)}")
+        else:
+            print(current_revision(engine) or "(empty: run `affectline db upgrade`)")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _classify(args: argparse.Namespace, settings: Settings) -> int:
+    from affectline.classify import classify_files, write_results
+    from affectline.inference.engine import EmotionModel
+    from affectline.models.registry import ModelRegistry
+
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        print(f"affectline classify: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    name, _, version = settings.model.partition("/")
+    model = EmotionModel.load(ModelRegistry().get(name, version or None))
+    results = list(classify_files(list(args.paths), model))
+    write_results(results, args.format, sys.stdout)
+    failed = sum(1 for r in results if r.error)
+    no_face = sum(1 for r in results if r.error is None and not r.face_found)
+    print(f"affectline classify: {len(results)} images, {no_face} without a face, {failed} unreadable",
+          file=sys.stderr)
+    return 1 if results and failed == len(results) else 0
+
+
+def _models() -> int:
+    from affectline.models.registry import ModelRegistry
+
+    for m in ModelRegistry().list():
+        acc = m.manifest.accuracy.get("fer2013_private_test") if isinstance(m.manifest.accuracy, dict) else None
+        print(f"{m.key}\tPrivateTest accuracy {acc if acc is not None else 'n/a'}\t{m.onnx_path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = _settings(args)
+        if args.command == "serve":
+            return _serve(settings)
+        if args.command == "db":
+            return _db(args, settings)
+        if args.command == "classify":
+            return _classify(args, settings)
+        return _models()
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, LookupError, OSError) as exc:
+        print(f"affectline {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Server configuration: one frozen dataclass, filled from env vars, then CLI flags.
+
+Every field has a documented default (README, "Configuration"), so `affectline serve`
+runs with no configuration at all: SQLite under ./data, CPU inference.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    http_port: int = 8080
+    data_dir: Path = Path("data")
+    # Empty: SQLite file <data_dir>/affectline.db
+    database_url: str = ""
+    model: str = "fer-mini-xception"
+    # Dynamic batching knobs of the inference engine.
+    max_batch_size: int = 64
+    max_queue_delay_ms: float = 5.0
+    inference_threads: int = 0  # 0: onnxruntime decides
+    # Largest CropBatch a client may send.
+    max_frames_per_batch: int = 64
+    session_ttl_s: int = 4 * 3600
+    # Key-encryption key for stored session keys: 64 hex chars. Empty: <data_dir>/kek.bin, made on first start.
+    kek_hex: str = ""
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'affectline.db'}"
+
+    def with_overrides(self, **overrides: Any) -> "Settings":
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+ENV_PREFIX = "AFFECTLINE_"
+
+
+def _env_name(field_name: str) -> str:
+    return ENV_PREFIX + ("KEK" if field_name == "kek_hex" else field_name.upper())
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """AFFECTLINE_<FIELD> overrides each default (AFFECTLINE_KEK for kek_hex)."""
+    environ = os.environ if environ is None else environ
+    base = Settings()
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = environ.get(_env_name(f.name))
+        if raw is None or raw == "":
+            continue
+        current = getattr(base, f.name)
+        try:
+            values[f.name] = type(current)(raw)
+        except ValueError as exc:
+            raise ValueError(f"{_env_name(f.name)}={raw!r}: expected {type(current).__name__}") from exc
+    return replace(base, **values)
+
+
+def env_table() -> list[tuple[str, str]]:
+    """(env var, default) pairs, for --help and docs."""
+    return [(_env_name(f.name), str(getattr(Settings(), f.name))) for f in fields(Settings)]

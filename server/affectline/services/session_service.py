@@ -1,0 +1,321 @@
+"""SessionService: consented sessions, encrypted crop batches in, emotion timelines out.
+
+One implementation for every transport (native gRPC, gRPC-web, Connect, JSON-RPC).
+Errors are raised as ConnectError with a gRPC status code; each transport maps it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import re
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import AsyncIterator, Awaitable, Callable, TypeVar
+
+import numpy as np
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from google.protobuf.message import DecodeError
+
+from affectline import crypto
+from affectline.metrics import Metrics
+from affectline.services.live_sessions import LiveSession, LiveSessions
+from affectline.services.proto_convert import from_timestamp, frame_result, scores_message, timestamp, top_emotion
+from affectline.storage.records import BatchRecord, ConsentInfo, FrameRecord, SessionRecord, ViewerInfo
+from affectline.storage.timeline_store import TimelineStore
+from affectline.v1 import session_pb2
+
+T = TypeVar("T")
+
+REQUIRED_CONSENT_SCOPE = "emotion"
+DEMOGRAPHICS_SCOPE = "demographics"
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+@dataclass(frozen=True, slots=True)
+class CropSpec:
+    width: int
+    height: int
+    channels: int
+    model: str
+    max_frames_per_batch: int
+
+    @property
+    def crop_bytes(self) -> int:
+        return self.width * self.height * self.channels
+
+
+Score = Callable[[np.ndarray], Awaitable[np.ndarray]]
+
+
+def _error(code: Code, message: str) -> ConnectError:
+    return ConnectError(code, message)
+
+
+def _check_id(value: str, what: str, *, allow_empty: bool = False) -> None:
+    if allow_empty and value == "":
+        return
+    if not _ID_RE.match(value):
+        raise _error(
+            Code.INVALID_ARGUMENT,
+            f"{what} must be 1-128 characters of letters, digits, '.', '_', ':' or '-', got {value!r}",
+        )
+
+
+def _token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+class SessionService:
+    def __init__(
+        self,
+        *,
+        store: TimelineStore,
+        score: Score,
+        crop_spec: CropSpec,
+        key_wrapper: crypto.KeyWrapper,
+        metrics: Metrics,
+        session_ttl: timedelta,
+        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    ) -> None:
+        self._store = store
+        self._score = score
+        self._spec = crop_spec
+        self._wrapper = key_wrapper
+        self._metrics = metrics
+        self._ttl = session_ttl
+        self._now = now
+        self._sessions = LiveSessions(store, key_wrapper, self._io)
+
+    async def _io(self, fn: Callable[..., T], *args: object) -> T:
+        """Runs a blocking storage call off the event loop."""
+        return await asyncio.to_thread(fn, *args)
+
+    # --- StartSession -------------------------------------------------------------------
+
+    async def start_session(self, request: session_pb2.StartSessionRequest, ctx: object = None) -> session_pb2.StartSessionResponse:
+        _check_id(request.video_id, "video_id")
+        _check_id(request.variant_id, "variant_id", allow_empty=True)
+        viewer = request.viewer
+        _check_id(viewer.viewer_id, "viewer.viewer_id")
+        consent = viewer.consent
+        if not consent.notice_version or not consent.HasField("consented_at"):
+            raise _error(Code.INVALID_ARGUMENT, "viewer.consent needs notice_version and consented_at")
+        scopes = tuple(dict.fromkeys(s.strip() for s in consent.scopes if s.strip()))
+        if REQUIRED_CONSENT_SCOPE not in scopes:
+            raise _error(
+                Code.PERMISSION_DENIED,
+                f"the viewer has not consented to scope {REQUIRED_CONSENT_SCOPE!r}; no session can start",
+            )
+        demo = viewer.demographics
+        if (demo.age_band or demo.gender or demo.region) and DEMOGRAPHICS_SCOPE not in scopes:
+            raise _error(
+                Code.INVALID_ARGUMENT,
+                f"demographics were sent without the {DEMOGRAPHICS_SCOPE!r} consent scope",
+            )
+        fps = request.capture_fps or 30.0
+        if not 1.0 <= fps <= 120.0:
+            raise _error(Code.INVALID_ARGUMENT, f"capture_fps must be within 1..120, got {fps}")
+        try:
+            server_public, salt, key = crypto.server_handshake(request.client_public_key)
+        except crypto.BadPublicKey as exc:
+            self._metrics.decrypt_failures.labels(reason="bad_public_key").inc()
+            raise _error(Code.INVALID_ARGUMENT, f"client_public_key: {exc}") from exc
+
+        now = self._now()
+        session_id = uuid.uuid4().hex
+        token = secrets.token_urlsafe(32)
+        record = SessionRecord(
+            session_id=session_id,
+            video_id=request.video_id,
+            variant_id=request.variant_id,
+            viewer=ViewerInfo(viewer.viewer_id, demo.age_band, demo.gender, demo.region),
+            consent=ConsentInfo(consent.notice_version, from_timestamp(consent.consented_at), scopes),
+            capture_fps=fps,
+            model=self._spec.model,
+            started_at=now,
+            expires_at=now + self._ttl,
+            token_sha256=_token_hash(token),
+            wrapped_key=self._wrapper.wrap(key, session_id),
+        )
+        await self._io(self._store.create_session, record)
+        self._sessions.add(record, key)
+        self._metrics.active_sessions.inc()
+        spec = self._spec
+        return session_pb2.StartSessionResponse(
+            session_id=session_id,
+            server_public_key=server_public,
+            hkdf_salt=salt,
+            crop_spec=session_pb2.CropSpec(
+                width=spec.width, height=spec.height, channels=spec.channels, pixel_format="gray8",
+                max_frames_per_batch=spec.max_frames_per_batch, model=spec.model,
+            ),
+            expires_at=timestamp(record.expires_at),
+            session_token=token,
+        )
+
+    # --- PushCrops / StreamCrops ----------------------------------------------------------
+
+    async def push_crops(self, request: session_pb2.PushCropsRequest, ctx: object = None) -> session_pb2.PushCropsResponse:
+        live = await self._authorize(request.session_id, request.session_token, for_push=True)
+        async with live.lock:  # one batch of a session at a time: order and idempotency
+            return await self._accept(live, request)
+
+    async def stream_crops(
+        self, requests: AsyncIterator[session_pb2.PushCropsRequest], ctx: object = None
+    ) -> AsyncIterator[session_pb2.PushCropsResponse]:
+        async for request in requests:
+            yield await self.push_crops(request, ctx)
+
+    async def _authorize(self, session_id: str, token: str, *, for_push: bool) -> LiveSession:
+        if not session_id:
+            raise _error(Code.INVALID_ARGUMENT, "session_id is required")
+        try:
+            live = await self._sessions.get(session_id)
+        except crypto.DecryptionFailed as exc:
+            raise _error(Code.FAILED_PRECONDITION, str(exc)) from exc
+        if live is None:
+            raise _error(Code.NOT_FOUND, f"unknown session {session_id!r}")
+        if not hmac.compare_digest(_token_hash(token), live.record.token_sha256):
+            self._metrics.decrypt_failures.labels(reason="bad_token").inc()
+            raise _error(Code.UNAUTHENTICATED, "session_token does not match this session")
+        if for_push:
+            if live.record.ended_at is not None:
+                raise _error(Code.FAILED_PRECONDITION, f"session {session_id} has ended ({live.record.end_reason})")
+            if self._now() >= live.record.expires_at:
+                self._metrics.decrypt_failures.labels(reason="expired").inc()
+                raise _error(Code.FAILED_PRECONDITION, f"session {session_id} expired at {live.record.expires_at.isoformat()}")
+        return live
+
+    async def _accept(self, live: LiveSession, request: session_pb2.PushCropsRequest) -> session_pb2.PushCropsResponse:
+        sid, seq = live.record.session_id, request.seq
+        if len(request.nonce) != crypto.NONCE_BYTES:
+            raise _error(Code.INVALID_ARGUMENT, f"nonce must be {crypto.NONCE_BYTES} bytes, got {len(request.nonce)}")
+        digest = crypto.batch_digest(request.nonce, request.ciphertext)
+        previous = await self._io(self._store.get_batch, sid, seq)
+        if previous is not None:
+            if hmac.compare_digest(previous.digest, digest):
+                # A client retry after a lost ack: acknowledge again, store nothing.
+                return self._ack(seq, previous.frames, live, duplicate=True)
+            self._metrics.decrypt_failures.labels(reason="replayed_seq").inc()
+            raise _error(Code.ALREADY_EXISTS, f"seq {seq} was already accepted with different content (replayed seq)")
+        if await self._io(self._store.nonce_used, sid, request.nonce):
+            self._metrics.decrypt_failures.labels(reason="nonce_reuse").inc()
+            raise _error(Code.INVALID_ARGUMENT, f"nonce reused: seq {seq} carries a nonce an earlier batch used")
+        try:
+            plaintext = crypto.decrypt_batch(live.key, sid, seq, request.nonce, request.ciphertext)
+        except crypto.DecryptionFailed as exc:
+            self._metrics.decrypt_failures.labels(reason="tampered").inc()
+            raise _error(Code.INVALID_ARGUMENT, f"seq {seq}: {exc}") from exc
+        batch = session_pb2.CropBatch()
+        try:
+            batch.ParseFromString(plaintext)
+        except DecodeError as exc:
+            raise _error(Code.INVALID_ARGUMENT, f"seq {seq}: decrypted payload is not a CropBatch: {exc}") from exc
+        del plaintext
+        frames = await self._score_batch(seq, batch)
+        record = BatchRecord(seq=seq, nonce=request.nonce, digest=digest, frames=tuple(frames))
+        started = time.perf_counter()
+        try:
+            stored = await self._io(self._store.append_batch, sid, record)
+        except Exception as exc:
+            self._metrics.db_write_errors.inc()
+            raise _error(Code.UNAVAILABLE, f"seq {seq}: could not store the batch, retry it: {exc}") from exc
+        self._metrics.db_write_duration.observe(time.perf_counter() - started)
+        if not stored:  # another node or a racing retry stored it first: same content by digest
+            return self._ack(seq, frames, live, duplicate=True)
+        live.frames_accepted += len(frames)
+        with_face = sum(f.face_present for f in frames)
+        self._metrics.frames.labels(face_present="true").inc(with_face)
+        self._metrics.frames.labels(face_present="false").inc(len(frames) - with_face)
+        return self._ack(seq, frames, live, duplicate=False)
+
+    async def _score_batch(self, seq: int, batch: session_pb2.CropBatch) -> list[FrameRecord]:
+        spec = self._spec
+        n = len(batch.frames)
+        if n == 0:
+            raise _error(Code.INVALID_ARGUMENT, f"seq {seq}: the batch holds no frames")
+        if n > spec.max_frames_per_batch:
+            raise _error(
+                Code.INVALID_ARGUMENT,
+                f"seq {seq}: the batch holds {n} frames; at most {spec.max_frames_per_batch} are allowed",
+            )
+        face_rows = [i for i, f in enumerate(batch.frames) if f.face_present]
+        for i, f in enumerate(batch.frames):
+            if f.video_time_ms < 0:
+                raise _error(Code.INVALID_ARGUMENT, f"seq {seq} frame {i}: video_time_ms must be >= 0")
+            if f.face_present and len(f.crop) != spec.crop_bytes:
+                raise _error(
+                    Code.INVALID_ARGUMENT,
+                    f"seq {seq} frame {i}: crop has {len(f.crop)} bytes, expected {spec.crop_bytes} "
+                    f"({spec.width}x{spec.height}x{spec.channels} gray8)",
+                )
+        probs_by_row: dict[int, tuple[float, ...]] = {}
+        if face_rows:
+            crops = np.empty((len(face_rows), spec.height, spec.width), dtype=np.uint8)
+            for j, i in enumerate(face_rows):
+                crops[j] = np.frombuffer(batch.frames[i].crop, dtype=np.uint8).reshape(spec.height, spec.width)
+            try:
+                probs = await self._score(crops)
+            finally:
+                crops.fill(0)  # crops are never kept past inference
+            probs_by_row = {i: tuple(float(p) for p in probs[j]) for j, i in enumerate(face_rows)}
+        frames = [
+            FrameRecord(
+                seq=seq,
+                index=i,
+                video_time_ms=f.video_time_ms,
+                captured_at=from_timestamp(f.captured_at) if f.HasField("captured_at") else None,
+                face_present=f.face_present,
+                probs=probs_by_row.get(i),
+                head_yaw_deg=f.head_yaw_deg if f.HasField("head_yaw_deg") else None,
+                head_pitch_deg=f.head_pitch_deg if f.HasField("head_pitch_deg") else None,
+                face_box_size=f.face_box_size if f.HasField("face_box_size") else None,
+            )
+            for i, f in enumerate(batch.frames)
+        ]
+        batch.Clear()
+        return frames
+
+    @staticmethod
+    def _ack(seq: int, frames: tuple[FrameRecord, ...] | list[FrameRecord], live: LiveSession, *, duplicate: bool) -> session_pb2.PushCropsResponse:
+        return session_pb2.PushCropsResponse(
+            seq=seq,
+            duplicate=duplicate,
+            results=[frame_result(f) for f in frames],
+            frames_accepted_total=live.frames_accepted,
+        )
+
+    # --- EndSession ---------------------------------------------------------------------
+
+    async def end_session(self, request: session_pb2.EndSessionRequest, ctx: object = None) -> session_pb2.EndSessionResponse:
+        live = await self._authorize(request.session_id, request.session_token, for_push=False)
+        async with live.lock:  # let an in-flight batch finish first
+            was_open = live.record.ended_at is None
+            record = await self._io(self._store.end_session, live.record.session_id, request.reason or "completed", self._now())
+            live.record = record
+            summary = await self._io(self._store.session_summary, record.session_id)
+        self._sessions.forget(record.session_id)
+        if was_open:
+            self._metrics.active_sessions.dec()
+        return session_pb2.EndSessionResponse(
+            summary=session_pb2.SessionSummary(
+                session_id=record.session_id,
+                video_id=record.video_id,
+                variant_id=record.variant_id,
+                frames_total=summary.frames_total,
+                frames_with_face=summary.frames_with_face,
+                mean_scores=scores_message(summary.mean_probs),
+                dominant_emotion=top_emotion(summary.mean_probs),
+                first_video_time_ms=summary.first_video_time_ms or 0,
+                last_video_time_ms=summary.last_video_time_ms or 0,
+                started_at=timestamp(record.started_at),
+                ended_at=timestamp(record.ended_at),
+                end_reason=record.end_reason,
+            )
+        )

@@ -1,0 +1,95 @@
+"""The native gRPC server (grpc.aio): our services, health checking and reflection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+import grpc
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from google.protobuf.message import DecodeError
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from affectline.metrics import Metrics
+from affectline.serving.instrumented import InstrumentedService
+from affectline.serving.rpc_methods import RpcMethod, ServiceBinding, grpc_status
+
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+def _parse(method: RpcMethod, raw: bytes) -> Any:
+    # We deserialise ourselves so a malformed message gets INVALID_ARGUMENT, not INTERNAL.
+    try:
+        return method.input.FromString(raw)
+    except DecodeError as exc:
+        raise ConnectError(Code.INVALID_ARGUMENT, f"malformed {method.input.DESCRIPTOR.full_name}: {exc}") from exc
+
+
+def _handler(method: RpcMethod, impl: Any) -> grpc.RpcMethodHandler:
+    target = getattr(impl, method.attr)
+    serialize = method.output.SerializeToString
+
+    if method.server_streaming:
+
+        async def stream(request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async def requests() -> AsyncIterator[Any]:
+                async for raw in request_iterator:
+                    yield _parse(method, raw)
+
+            try:
+                async for response in target(requests(), context):
+                    yield response
+            except ConnectError as exc:
+                await context.abort(grpc_status(exc.code), exc.message)
+
+        return grpc.stream_stream_rpc_method_handler(stream, response_serializer=serialize)
+
+    async def unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await target(_parse(method, raw), context)
+        except ConnectError as exc:
+            await context.abort(grpc_status(exc.code), exc.message)
+
+    return grpc.unary_unary_rpc_method_handler(unary, response_serializer=serialize)
+
+
+@dataclass(frozen=True)
+class GrpcServer:
+    server: grpc.aio.Server
+    port: int  # the bound port (useful when asked for port 0)
+    health: health.aio.HealthServicer
+    service_names: tuple[str, ...]
+
+    async def start(self) -> None:
+        await self.server.start()
+        for name in ("", *self.service_names):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace_s: float) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace_s)
+
+
+def build_grpc_server(bindings: list[ServiceBinding], metrics: Metrics, address: str) -> GrpcServer:
+    """Builds (does not start) the server with our services, health and reflection."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ]
+    )
+    for binding in bindings:
+        impl = InstrumentedService(binding, metrics, transport="grpc")
+        handlers = {m.name: _handler(m, impl) for m in binding.methods()}
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(binding.name, handlers),))
+
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [b.name for b in bindings] + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
+    reflection.enable_server_reflection(names, server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"could not bind the gRPC server to {address}")
+    return GrpcServer(server, port, health_servicer, tuple(b.name for b in bindings))

@@ -1,0 +1,70 @@
+"""Wraps a service implementation so every call is timed and counted per transport."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, AsyncIterator
+
+from connectrpc.errors import ConnectError
+
+from affectline.metrics import Metrics
+from affectline.serving.rpc_methods import RpcMethod, ServiceBinding
+
+
+class InstrumentedService:
+    """Same methods as the wrapped implementation; records affectline_rpc_* metrics."""
+
+    def __init__(self, binding: ServiceBinding, metrics: Metrics, transport: str) -> None:
+        for method in binding.methods():
+            target = getattr(binding.impl, method.attr)
+            wrapped = (
+                self._wrap_stream(method, target, metrics, transport)
+                if method.server_streaming
+                else self._wrap_unary(method, target, metrics, transport)
+            )
+            setattr(self, method.attr, wrapped)
+
+    @staticmethod
+    def _record(metrics: Metrics, method: RpcMethod, transport: str, code: str, started: float) -> None:
+        labels = dict(service=method.service, method=method.name, transport=transport, code=code)
+        metrics.rpc_duration.labels(**labels).observe(time.perf_counter() - started)
+        if code != "OK":
+            metrics.rpc_errors.labels(**labels).inc()
+
+    @classmethod
+    def _wrap_unary(cls, method: RpcMethod, target: Any, metrics: Metrics, transport: str) -> Any:
+        async def call(request: Any, ctx: Any = None) -> Any:
+            started = time.perf_counter()
+            code = "INTERNAL"
+            try:
+                response = await target(request, ctx)
+                code = "OK"
+                return response
+            except ConnectError as exc:
+                code = exc.code.name
+                raise
+            finally:
+                cls._record(metrics, method, transport, code, started)
+
+        return call
+
+    @classmethod
+    def _wrap_stream(cls, method: RpcMethod, target: Any, metrics: Metrics, transport: str) -> Any:
+        async def call(requests: Any, ctx: Any = None) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            code = "INTERNAL"
+            try:
+                async for response in target(requests, ctx):
+                    yield response
+                code = "OK"
+            except ConnectError as exc:
+                code = exc.code.name
+                raise
+            except (GeneratorExit, asyncio.CancelledError):
+                code = "CANCELLED"  # the client went away mid-stream
+                raise
+            finally:
+                cls._record(metrics, method, transport, code, started)
+
+        return call

@@ -1,0 +1,122 @@
+"""The dynamic batcher: batching knobs, order, error propagation, draining on stop."""
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from affectline.inference.batcher import BatcherClosed, DynamicBatcher
+
+
+class RecordingModel:
+    """Returns each crop's first pixel as its 'probability' and records every run."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.runs: list[list[int]] = []
+        self.delay_s = delay_s
+        self.threads: set[str] = set()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.threads.add(threading.current_thread().name)
+        self.runs.append([int(v) for v in x[:, 0, 0]])
+        if self.delay_s:
+            threading.Event().wait(self.delay_s)
+        return x[:, 0, 0].astype(np.float32)[:, None].copy()
+
+
+def crops(*values: int) -> np.ndarray:
+    out = np.zeros((len(values), 4, 4), dtype=np.uint8)
+    out[:, 0, 0] = values
+    return out
+
+
+async def test_results_come_back_to_the_right_caller_in_order():
+    model = RecordingModel()
+    b = DynamicBatcher(model, max_batch_size=8, max_queue_delay_s=0.01)
+    results = await asyncio.gather(*(b.submit(crops(i * 10, i * 10 + 1)) for i in range(5)))
+    await b.stop()
+    for i, r in enumerate(results):
+        assert r[:, 0].tolist() == [i * 10, i * 10 + 1]
+    # Requests are never split: 4 requests (8 crops) fill the first run, the 5th runs next.
+    assert [len(run) for run in model.runs] == [8, 2]
+    assert sum(model.runs, []) == [0, 1, 10, 11, 20, 21, 30, 31, 40, 41]
+    assert all(name.startswith("affectline-infer") for name in model.threads)
+
+
+async def test_max_queue_delay_flushes_a_partial_batch():
+    model = RecordingModel()
+    b = DynamicBatcher(model, max_batch_size=64, max_queue_delay_s=0.02)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    out = await b.submit(crops(5))
+    waited = loop.time() - t0
+    await b.stop()
+    assert out[:, 0].tolist() == [5]
+    assert model.runs == [[5]]
+    assert waited >= 0.015  # it waited for company, then ran alone
+
+
+async def test_full_batch_runs_without_waiting_for_the_delay():
+    model = RecordingModel()
+    b = DynamicBatcher(model, max_batch_size=2, max_queue_delay_s=10.0)
+    out = await asyncio.wait_for(b.submit(crops(1, 2)), timeout=2.0)
+    await b.stop()
+    assert out[:, 0].tolist() == [1, 2]
+
+
+async def test_one_sessions_requests_keep_submission_order_across_runs():
+    model = RecordingModel(delay_s=0.002)
+    b = DynamicBatcher(model, max_batch_size=3, max_queue_delay_s=0.001)
+    tasks = [asyncio.create_task(b.submit(crops(i))) for i in range(20)]
+    await asyncio.gather(*tasks)
+    await b.stop()
+    assert sum(model.runs, []) == list(range(20))
+    assert all(len(run) <= 3 for run in model.runs)
+
+
+async def test_model_errors_reach_every_caller_of_that_run_and_the_batcher_survives():
+    calls = {"n": 0}
+
+    def flaky(x: np.ndarray) -> np.ndarray:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("model exploded")
+        return np.ones((len(x), 1), dtype=np.float32)
+
+    b = DynamicBatcher(flaky, max_batch_size=4, max_queue_delay_s=0.01)
+    first = await asyncio.gather(b.submit(crops(1)), b.submit(crops(2)), return_exceptions=True)
+    assert all(isinstance(e, RuntimeError) for e in first)
+    assert (await b.submit(crops(3))).tolist() == [[1.0]]
+    await b.stop()
+
+
+async def test_stop_drains_every_accepted_request_then_refuses_new_ones():
+    model = RecordingModel(delay_s=0.01)
+    b = DynamicBatcher(model, max_batch_size=2, max_queue_delay_s=0.0)
+    tasks = [asyncio.create_task(b.submit(crops(i))) for i in range(9)]
+    await asyncio.sleep(0)  # let them enqueue
+    await b.stop()
+    assert [t.result()[0, 0] for t in tasks] == list(range(9))
+    with pytest.raises(BatcherClosed):
+        await b.submit(crops(1))
+
+
+async def test_concatenated_copies_are_zeroed_after_inference():
+    seen: list[np.ndarray] = []
+
+    def keep(x: np.ndarray) -> np.ndarray:
+        seen.append(x)
+        return np.zeros((len(x), 1), dtype=np.float32)
+
+    b = DynamicBatcher(keep, max_batch_size=4, max_queue_delay_s=0.01)
+    await asyncio.gather(b.submit(crops(7)), b.submit(crops(9)))
+    await b.stop()
+    assert len(seen) == 1 and not seen[0].any()
+
+
+def test_knobs_are_validated():
+    with pytest.raises(ValueError):
+        DynamicBatcher(lambda x: x, max_batch_size=0)
+    with pytest.raises(ValueError):
+        DynamicBatcher(lambda x: x, max_queue_delay_s=-1)
