@@ -16,7 +16,7 @@ from typing import Any
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from affectline.config import Settings
 from affectline.crypto import KEY_BYTES, KeyWrapper
@@ -72,6 +72,7 @@ class Parts:
 
     settings: Settings
     metrics: Metrics
+    engine: Engine
     store: TimelineStore
     model: EmotionModel
     batcher: DynamicBatcher
@@ -108,7 +109,7 @@ def build_parts(settings: Settings) -> Parts:
         ServiceBinding(analytics_pb2.DESCRIPTOR.services_by_name["AnalyticsService"], analytics_service),
     ]
     metrics.active_sessions.set(store.active_session_count(datetime.now(timezone.utc)))
-    return Parts(settings, metrics, store, model, batcher, session_service, analytics_service, bindings)
+    return Parts(settings, metrics, engine, store, model, batcher, session_service, analytics_service, bindings)
 
 
 def _split_model(spec: str) -> tuple[str, str | None]:
@@ -123,7 +124,8 @@ class AffectlineServer:
         self.parts = parts
         s = parts.settings
         self._grpc: GrpcServer = build_grpc_server(parts.bindings, parts.metrics, f"{s.host}:{s.grpc_port}")
-        self._http_socket = _bind(s.host, s.http_port)
+        self._http_socket: socket.socket | None = _bind(s.host, s.http_port)
+        self._http_port: int = self._http_socket.getsockname()[1]
         self._shutdown = asyncio.Event()
         self._http_task: asyncio.Task[Any] | None = None
 
@@ -133,11 +135,11 @@ class AffectlineServer:
 
     @property
     def http_port(self) -> int:
-        return self._http_socket.getsockname()[1]
+        return self._http_port
 
     async def health(self) -> dict[str, Any]:
         try:
-            with self.parts.store.engine.connect() as conn:
+            with self.parts.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
             db = "ok"
         except Exception as exc:  # report, don't crash the probe
@@ -149,7 +151,10 @@ class AffectlineServer:
         await self.parts.batcher.start()
         await self._grpc.start()
         config = HypercornConfig()
-        config.bind = [f"fd://{self._http_socket.fileno()}"]
+        assert self._http_socket is not None, "start() called twice"
+        # Hypercorn owns the bound socket from here on (and closes it).
+        config.bind = [f"fd://{self._http_socket.detach()}"]
+        self._http_socket = None
         config.accesslog = None
         config.graceful_timeout = 5.0
         app = build_http_app(self.parts.bindings, self.parts.metrics, health_check=self.health)
@@ -167,8 +172,9 @@ class AffectlineServer:
         if self._http_task is not None:
             await self._http_task
         await self.parts.batcher.stop()
-        self._http_socket.close()
-        self.parts.store.engine.dispose()
+        if self._http_socket is not None:  # never started
+            self._http_socket.close()
+        self.parts.engine.dispose()
 
     async def run_until(self, stop: asyncio.Event) -> None:
         await self.start()

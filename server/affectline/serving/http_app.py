@@ -76,7 +76,7 @@ def build_http_app(
         routes=[
             Route("/healthz", healthz),
             Route("/metrics", metrics_endpoint),
-            Route("/jsonrpc", JsonRpcEndpoint(jsonrpc_bindings), methods=["POST"]),
+            Route("/jsonrpc", JsonRpcEndpoint(jsonrpc_bindings).handle, methods=["POST"]),
             Mount("/", StaticFiles(directory=static_dir, html=True), name="static"),
         ]
     )

@@ -56,7 +56,7 @@ class JsonRpcEndpoint:
             for m in binding.methods():
                 self._methods[f"{m.service}/{m.name}"] = (m, impl)
 
-    async def __call__(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         try:
             payload = json.loads(await request.body())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -1,0 +1,34 @@
+"""Shared fixtures: database backends, real FER2013 face crops, a running server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from db_backends import db_engine, db_url, empty_db_url, pg_admin_url, pg_migrated_url  # noqa: F401
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FER_NPZ = REPO_ROOT.parent / "shared" / "data" / "fer2013" / "fer2013.npz"
+HAPPY, SAD = 3, 4
+
+
+def _to_model_size(faces: np.ndarray, size: int = 64) -> np.ndarray:
+    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_LINEAR) for f in faces])
+
+
+@pytest.fixture(scope="session")
+def fer_faces() -> dict[str, np.ndarray]:
+    """Clearly happy and clearly sad PrivateTest faces (FER2013 label agrees with >= 8 of 10 FER+ votes),
+    resized to the model's 64x64. Skips when ../shared/data/fer2013 is absent."""
+    if not FER_NPZ.exists():
+        pytest.skip(f"FER2013 data not found at {FER_NPZ}")
+    data = np.load(FER_NPZ)
+    usage, label, votes, exact = data["usage"], data["label"], data["ferplus_votes"], data["pixels_exact"]
+    private = (usage == 2) & (exact == 1)
+    happy = private & (label == HAPPY) & (votes[:, 1] >= 8)  # FER+ column 1 = happiness
+    sad = private & (label == SAD) & (votes[:, 3] >= 8)  # FER+ column 3 = sadness
+    pixels = data["pixels"]
+    return {"happy": _to_model_size(pixels[happy]), "sad": _to_model_size(pixels[sad])}
