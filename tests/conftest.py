@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
+from affectline.face_crop import resize
 from db_backends import db_engine, db_url, empty_db_url, pg_admin_url, pg_migrated_url  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -16,7 +16,7 @@ HAPPY, SAD = 3, 4
 
 
 def _to_model_size(faces: np.ndarray, size: int = 64) -> np.ndarray:
-    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_LINEAR) for f in faces])
+    return np.stack([resize(f, (size, size)) for f in faces])
 
 
 @pytest.fixture(scope="session")

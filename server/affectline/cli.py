@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from affectline.config import Settings, env_table, settings_from_env
 
 EPILOG = "Every option also reads an environment variable; flags win. Defaults:\n" + "\n".join(
@@ -157,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings = _settings(args)
         if args.command == "serve":
@@ -168,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _models()
     except KeyboardInterrupt:
         return 130
-    except (ValueError, LookupError, OSError) as exc:
+    except (ValueError, LookupError, OSError, SQLAlchemyError) as exc:
         print(f"affectline {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

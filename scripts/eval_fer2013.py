@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Evaluate a registered expression model on FER2013 PublicTest / PrivateTest.
+
+Goes through the same path as `affectline classify`: each split's 48x48 images are written as
+PNG files into a temporary directory and classified with `affectline.classify.classify_files`.
+Prints accuracy, macro-F1, per-class recall, the confusion matrix and happy-vs-sad accuracy.
+`--update-manifest` writes the measured numbers into the model's manifest.json.
+
+    .venv/bin/python scripts/eval_fer2013.py --split both
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from affectline.classify import classify_files
+from affectline.inference.engine import EmotionModel
+from affectline.models.registry import DEFAULT_MODEL, ModelRegistry
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO_ROOT.parent / "shared/data/fer2013/fer2013.npz"
+SPLITS = {"public": (1, "PublicTest"), "private": (2, "PrivateTest")}
+FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # FER2013 label ids 0..6
+
+
+def evaluate_split(model: EmotionModel, pixels: np.ndarray, labels: np.ndarray, name: str,
+                   batch_size: int) -> dict[str, Any]:
+    classes = model.class_names
+    if tuple(classes) != FER_LABELS:
+        raise SystemExit(f"model classes {classes} are not the FER2013 label order {FER_LABELS}")
+    n = len(labels)
+    with tempfile.TemporaryDirectory(prefix=f"fer2013-{name}-") as tmp:
+        t0 = time.perf_counter()
+        for i, img in enumerate(pixels):
+            Image.fromarray(img).save(Path(tmp) / f"{i:05d}.png")
+        print(f"[{name}] wrote {n} PNGs in {time.perf_counter() - t0:.1f}s; classifying", flush=True)
+        t0 = time.perf_counter()
+        probs = np.full((n, len(classes)), np.nan, np.float32)
+        for k, r in enumerate(classify_files([Path(tmp)], model, batch_size=batch_size), 1):
+            if r.error or r.probs is None:
+                raise SystemExit(f"[{name}] {r.path.name}: no prediction (face_found={r.face_found}, error={r.error})")
+            probs[int(r.path.stem)] = [r.probs[c] for c in classes]
+            if k % 1000 == 0:
+                print(f"[{name}] {k}/{n}", flush=True)
+        dt = time.perf_counter() - t0
+    if np.isnan(probs).any():
+        raise SystemExit(f"[{name}] some images got no result")
+    pred = probs.argmax(1)
+    k = len(classes)
+    cm = np.zeros((k, k), np.int64)
+    np.add.at(cm, (labels, pred), 1)
+    tp = np.diag(cm).astype(np.float64)
+    recall = tp / np.maximum(cm.sum(1), 1)
+    precision = tp / np.maximum(cm.sum(0), 1)
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    hi, si = classes.index("happy"), classes.index("sad")
+    hs = (labels == hi) | (labels == si)
+    hs_pred = np.where(probs[hs, hi] >= probs[hs, si], hi, si)
+    return {
+        "n": n, "seconds": dt, "accuracy": float((pred == labels).mean()), "macro_f1": float(f1.mean()),
+        "recall": {c: float(r) for c, r in zip(classes, recall)}, "confusion": cm,
+        "happy_vs_sad": float((hs_pred == labels[hs]).mean()), "happy_vs_sad_n": int(hs.sum()),
+    }
+
+
+def report(name: str, r: dict[str, Any], classes: tuple[str, ...]) -> None:
+    print(f"\n=== FER2013 {name}: {r['n']} images, {r['n'] / r['seconds']:.0f} img/s through classify_files ===")
+    print(f"accuracy      {r['accuracy'] * 100:.2f} %")
+    print(f"macro-F1      {r['macro_f1'] * 100:.2f} %")
+    print(f"happy-vs-sad  {r['happy_vs_sad'] * 100:.2f} % (n={r['happy_vs_sad_n']}, argmax of p(happy) vs p(sad))")
+    print("per-class recall: " + "  ".join(f"{c} {v:.3f}" for c, v in r["recall"].items()))
+    print("confusion matrix (rows = true, cols = predicted):")
+    print(" " * 10 + "".join(f"{c[:8]:>9}" for c in classes))
+    for c, row in zip(classes, r["confusion"]):
+        print(f"{c:>10}" + "".join(f"{v:>9d}" for v in row))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"fer2013.npz (default {DEFAULT_DATA})")
+    ap.add_argument("--model", default=DEFAULT_MODEL, help="NAME or NAME/VERSION from the model registry")
+    ap.add_argument("--split", choices=["public", "private", "both"], default="both")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--update-manifest", action="store_true",
+                    help="write the measured accuracy into the model's manifest.json (needs --split both)")
+    args = ap.parse_args(argv)
+    if not args.data.is_file():
+        print(f"error: FER2013 data not found at {args.data} (pass --data PATH to fer2013.npz)", file=sys.stderr)
+        return 2
+    if args.update_manifest and args.split != "both":
+        print("error: --update-manifest needs --split both", file=sys.stderr)
+        return 2
+
+    registered = ModelRegistry().get(args.model)
+    model = EmotionModel.load(registered)
+    print(f"model {model.key} ({registered.onnx_path}), providers {model.providers}", flush=True)
+    print(f"loading {args.data}", flush=True)
+    d = np.load(args.data)
+    pixels, labels, usage = d["pixels"], d["label"].astype(np.int64), d["usage"]
+    results: dict[str, dict[str, Any]] = {}
+    for split in (["public", "private"] if args.split == "both" else [args.split]):
+        code, name = SPLITS[split]
+        sel = usage == code
+        results[split] = evaluate_split(model, pixels[sel], labels[sel], name, args.batch_size)
+        report(name, results[split], model.class_names)
+
+    if args.update_manifest:
+        man_path = registered.onnx_path.parent / "manifest.json"
+        manifest = json.loads(man_path.read_text())
+        pub, priv = results["public"], results["private"]
+        manifest["accuracy"] = {
+            "fer2013_private_test": round(priv["accuracy"], 4),
+            "fer2013_public_test": round(pub["accuracy"], 4),
+            "fer2013_private_test_macro_f1": round(priv["macro_f1"], 4),
+            "fer2013_private_test_happy_vs_sad": round(priv["happy_vs_sad"], 4),
+            "per_class_recall": {"fer2013_private_test": {c: round(v, 4) for c, v in priv["recall"].items()},
+                                 "fer2013_public_test": {c: round(v, 4) for c, v in pub["recall"].items()}},
+            "measured_with": "scripts/eval_fer2013.py (48x48 PNGs through affectline.classify.classify_files, "
+                             "onnxruntime CPU fp32)",
+            "onnx_sha256": manifest.get("provenance", {}).get("onnx_sha256", ""),
+        }
+        man_path.write_text(json.dumps(manifest, indent=2) + "\n")
+        print(f"\nupdated {man_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

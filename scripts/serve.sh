@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Installs Affectline into ./.venv and runs the server on embedded defaults
+# (SQLite under ./data, CPU inference; gRPC :50051, HTTP :8080). Extra args go to `affectline serve`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+exec .venv/bin/affectline serve "$@"

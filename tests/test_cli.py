@@ -1,0 +1,123 @@
+"""The `affectline` command line, run as a user would: real processes, real ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO_ROOT
+
+AFFECTLINE = [sys.executable, "-m", "affectline"]
+
+
+def run(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([*AFFECTLINE, *args], capture_output=True, text=True, timeout=120, **kw)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("args", [["--help"], ["serve", "--help"], ["db", "upgrade", "--help"], ["classify", "--help"]])
+def test_help_everywhere(args):
+    result = run(*args)
+    assert result.returncode == 0 and "usage: affectline" in result.stdout
+
+
+def test_serve_help_documents_every_env_var():
+    out = run("serve", "--help").stdout
+    for name in ("AFFECTLINE_DATABASE_URL", "AFFECTLINE_GRPC_PORT", "AFFECTLINE_HTTP_PORT", "AFFECTLINE_MAX_BATCH_SIZE"):
+        assert name in out
+
+
+def test_db_upgrade_then_current(tmp_path):
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    up = run("db", "upgrade", "--database-url", url)
+    assert up.returncode == 0, up.stderr
+    assert "(empty) ->" in up.stdout
+    current = run("db", "current", "--database-url", url)
+    assert current.returncode == 0 and current.stdout.strip() in up.stdout
+
+
+def test_bad_database_url_is_a_clear_error(tmp_path):
+    result = run("db", "upgrade", "--database-url", "nosuchdb://x")
+    assert result.returncode == 2 and "error" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_classify_prints_probabilities_as_json_and_csv(tmp_path, fer_faces):
+    Image.fromarray(fer_faces["happy"][0]).save(tmp_path / "smile.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    result = run("classify", str(tmp_path / "smile.png"), str(tmp_path / "broken.png"), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    rows = {Path(r["file"]).name: r for r in json.loads(result.stdout)}
+    assert rows["smile.png"]["label"] == "happy"
+    assert sum(rows["smile.png"]["probs"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert rows["broken.png"]["error"]
+    csv_out = run("classify", str(tmp_path / "smile.png")).stdout.splitlines()
+    assert csv_out[0].split(",")[:3] == ["file", "label", "angry"] and ",happy," in csv_out[1]
+
+
+def test_classify_missing_path_is_a_clear_error(tmp_path):
+    result = run("classify", str(tmp_path / "nope.png"))
+    assert result.returncode == 2 and "no such file" in result.stderr
+
+
+def serve(tmp_path: Path, database_url: str | None) -> tuple[subprocess.Popen, int, int]:
+    grpc_port, http_port = free_port(), free_port()
+    args = [*AFFECTLINE, "serve", "--grpc-port", str(grpc_port), "--http-port", str(http_port),
+            "--data-dir", str(tmp_path / "data")]
+    if database_url:
+        args += ["--database-url", database_url]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"serve exited early:\n{proc.stdout.read()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=1).status_code == 200:
+                return proc, grpc_port, http_port
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("serve did not become healthy in 60 s")
+
+
+def test_readme_partner_script_against_a_served_process(db_url, tmp_path, fer_faces):
+    """Acceptance: `affectline serve` + the README's partner script, 300 frames, on SQLite and PostgreSQL."""
+    proc, grpc_port, http_port = serve(tmp_path, db_url)
+    try:
+        demo = subprocess.run(
+            [sys.executable, str(REPO_ROOT / "examples" / "partner_demo.py"), "--target", f"127.0.0.1:{grpc_port}",
+             "--frames", "300"], capture_output=True, text=True, timeout=120,
+        )
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        assert "pushed 300 frames in 30 encrypted batches; server accepted 300" in demo.stdout
+        assert "timeline: 300 frames" in demo.stdout and "dominant EMOTION_HAPPY" in demo.stdout
+        assert httpx.get(f"http://127.0.0.1:{http_port}/").status_code == 200  # the pages
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "stopping" in out
+
+
+def test_serve_on_a_taken_port_fails_cleanly(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("serve", "--http-port", str(port), "--grpc-port", str(free_port()), "--data-dir", str(tmp_path))
+    assert result.returncode == 2 and "error" in result.stderr and "Traceback" not in result.stderr
