@@ -28,6 +28,8 @@ class Metrics:
     decrypt_failures: Counter
     db_write_duration: Histogram
     db_write_errors: Counter
+    queued_crops: Gauge
+    rejected_batches: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> "Metrics":
@@ -68,5 +70,12 @@ class Metrics:
             ),
             db_write_errors=Counter(
                 "affectline_db_write_errors_total", "Failed frame-batch writes.", registry=r,
+            ),
+            queued_crops=Gauge(
+                "affectline_inference_queued_crops", "Crops waiting in the batcher queue.", registry=r,
+            ),
+            rejected_batches=Counter(
+                "affectline_rejected_batches_total", "Crop batches refused before inference, by reason "
+                "(e.g. queue_full for backpressure).", ["reason"], registry=r,
             ),
         )

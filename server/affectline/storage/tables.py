@@ -1,0 +1,197 @@
+"""ORM schema of the timeline store (SQLModel tables).
+
+This module only *describes* the schema: the database is always created by the Alembic
+migrations in the repository's ``migrations/`` folder, which must match these classes
+(tests/test_storage.py checks that with Alembic's compare_metadata).
+
+Constraint and index names are explicit so that later migrations can refer to them by the
+same name on SQLite and PostgreSQL.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    REAL,
+    BigInteger,
+    Dialect,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import DateTime, TypeDecorator
+from sqlmodel import Field, SQLModel
+
+from affectline.storage.records import EMOTIONS
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no time zones, so the value is stored as
+    naive UTC text and the zone is re-attached on the way out. Naive datetimes are refused:
+    guessing their zone would silently shift stored times.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = to_utc(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def to_utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r}: timestamps must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(*, nullable: bool = False, **kw: Any) -> Any:
+    return Field(sa_type=UTCDateTime, nullable=nullable, **kw)
+
+
+def _prob() -> Any:
+    # float32 is plenty for a softmax output and halves the widest part of the frames table.
+    return Field(default=None, sa_type=REAL, nullable=True)
+
+
+class Video(SQLModel, table=True):
+    __tablename__ = "videos"
+
+    video_id: str = Field(primary_key=True)
+    title: str = ""
+    created_at: datetime = _ts(default_factory=_utc_now)
+
+
+class Variant(SQLModel, table=True):
+    """A version of a video (cut, ad placement, ...); variant_id "" is the default one."""
+
+    __tablename__ = "variants"
+    __table_args__ = (
+        ForeignKeyConstraint(["video_id"], ["videos.video_id"], name="fk_variants_video"),
+    )
+
+    video_id: str = Field(primary_key=True)
+    variant_id: str = Field(default="", primary_key=True)
+
+
+class Viewer(SQLModel, table=True):
+    __tablename__ = "viewers"
+
+    viewer_id: str = Field(primary_key=True)
+    age_band: str = ""
+    gender: str = ""
+    region: str = ""
+    created_at: datetime = _ts(default_factory=_utc_now)
+
+
+class ViewingSession(SQLModel, table=True):
+    __tablename__ = "sessions"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["video_id", "variant_id"],
+            ["variants.video_id", "variants.variant_id"],
+            name="fk_sessions_variant",
+        ),
+        ForeignKeyConstraint(["viewer_id"], ["viewers.viewer_id"], name="fk_sessions_viewer"),
+        Index("ix_sessions_video_variant", "video_id", "variant_id"),
+    )
+
+    session_id: str = Field(primary_key=True)
+    video_id: str
+    variant_id: str
+    viewer_id: str
+    consent_notice_version: str
+    consent_at: datetime = _ts()
+    consent_scopes: str = Field(sa_type=Text)  # JSON list of scope names
+    capture_fps: float
+    model: str
+    started_at: datetime = _ts()
+    expires_at: datetime = _ts()
+    ended_at: datetime | None = _ts(nullable=True, default=None)
+    end_reason: str = ""
+    token_sha256: bytes = Field(sa_type=LargeBinary)
+    wrapped_key: bytes = Field(sa_type=LargeBinary)
+
+
+class CropBatchLog(SQLModel, table=True):
+    """One accepted upload batch; (session_id, nonce) is unique so a replayed nonce is
+    refused by the database even if the service's own check were raced."""
+
+    __tablename__ = "batches"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["session_id"], ["sessions.session_id"], name="fk_batches_session", ondelete="CASCADE"
+        ),
+        UniqueConstraint("session_id", "nonce", name="uq_batches_session_nonce"),
+    )
+
+    session_id: str = Field(primary_key=True)
+    seq: int = Field(primary_key=True)
+    nonce: bytes = Field(sa_type=LargeBinary)
+    digest: bytes = Field(sa_type=LargeBinary)
+    frames: int
+    accepted_at: datetime = _ts()
+
+
+class FrameRow(SQLModel, table=True):
+    """One scored frame. The UNIQUE(session_id, seq, frame_index) constraint means a batch can
+    never be stored twice; its index also serves lookups and the FK by session_id, so no
+    separate single-column index is kept (it would only slow down bulk inserts)."""
+
+    __tablename__ = "frames"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["session_id"], ["sessions.session_id"], name="fk_frames_session", ondelete="CASCADE"
+        ),
+        # Frames only exist as part of an accepted batch.
+        ForeignKeyConstraint(
+            ["session_id", "seq"],
+            ["batches.session_id", "batches.seq"],
+            name="fk_frames_batch",
+            ondelete="CASCADE",
+        ),
+        UniqueConstraint("session_id", "seq", "frame_index", name="uq_frames_session_seq_index"),
+        Index("ix_frames_session_time", "session_id", "video_time_ms"),
+    )
+
+    # SQLite only auto-increments an INTEGER PRIMARY KEY (its 64-bit rowid).
+    id: int | None = Field(
+        default=None, primary_key=True, sa_type=BigInteger().with_variant(Integer(), "sqlite")
+    )
+    session_id: str
+    seq: int
+    frame_index: int
+    video_time_ms: int = Field(sa_type=BigInteger)
+    captured_at: datetime | None = _ts(nullable=True, default=None)
+    face_present: bool
+    p_angry: float | None = _prob()
+    p_disgust: float | None = _prob()
+    p_fear: float | None = _prob()
+    p_happy: float | None = _prob()
+    p_sad: float | None = _prob()
+    p_surprise: float | None = _prob()
+    p_neutral: float | None = _prob()
+    head_yaw_deg: float | None = Field(default=None, sa_type=REAL)
+    head_pitch_deg: float | None = Field(default=None, sa_type=REAL)
+    face_box_size: float | None = Field(default=None, sa_type=REAL)
+
+
+# Probability columns in records.EMOTIONS order.
+PROB_COLUMNS: tuple[str, ...] = tuple(f"p_{emotion}" for emotion in EMOTIONS)
+assert all(name in FrameRow.model_fields for name in PROB_COLUMNS)

@@ -1,0 +1,449 @@
+"""Synchronous, thread-safe storage of sessions and their per-frame emotion timelines.
+
+Every method runs in its own short transaction on a pooled connection, so the services can
+call it from any thread (asyncio.to_thread). Only records.py dataclasses go in and out.
+Writes use INSERT .. ON CONFLICT, which SQLite and PostgreSQL both support, so an upsert or
+an idempotent retry is one race-free statement on either backend.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Table,
+    case,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
+
+from affectline.storage.records import (
+    EMOTIONS,
+    BatchRecord,
+    BucketRecord,
+    ConsentInfo,
+    FrameRecord,
+    SessionRecord,
+    SessionSummaryRecord,
+    ViewerInfo,
+)
+from affectline.storage.tables import (
+    PROB_COLUMNS,
+    CropBatchLog,
+    FrameRow,
+    Variant,
+    Video,
+    Viewer,
+    ViewingSession,
+    to_utc,
+)
+
+_videos = cast(Table, Video.__table__)  # type: ignore[attr-defined]
+_variants = cast(Table, Variant.__table__)  # type: ignore[attr-defined]
+_viewers = cast(Table, Viewer.__table__)  # type: ignore[attr-defined]
+_sessions = cast(Table, ViewingSession.__table__)  # type: ignore[attr-defined]
+_batches = cast(Table, CropBatchLog.__table__)  # type: ignore[attr-defined]
+_frames = cast(Table, FrameRow.__table__)  # type: ignore[attr-defined]
+
+# Every frames column but the generated id, in table order (the COPY column list).
+_FRAME_COLUMNS: tuple[str, ...] = tuple(c.name for c in _frames.columns if c.name != "id")
+_COPY_FRAMES = f"COPY frames ({', '.join(_FRAME_COLUMNS)}) FROM STDIN"
+
+
+class TimelineStore:
+    def __init__(self, engine: Engine) -> None:
+        if engine.dialect.name not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database dialect {engine.dialect.name!r}")
+        self._engine = engine
+
+    # ---------------------------------------------------------------- videos and sessions
+
+    def ensure_video(self, video_id: str, variant_id: str, title: str = "") -> None:
+        """Create the video and variant if missing; a non-empty title replaces the old one."""
+        with self._engine.begin() as conn:
+            self._ensure_video(conn, video_id, variant_id, title)
+
+    def create_session(self, record: SessionRecord) -> None:
+        """Insert a new session (IntegrityError if its id exists), creating its video and
+        variant if missing and creating or updating its viewer's demographics."""
+        viewer = record.viewer
+        with self._engine.begin() as conn:
+            self._ensure_video(conn, record.video_id, record.variant_id, "")
+            upsert_viewer = self._insert(_viewers).values(
+                viewer_id=viewer.viewer_id,
+                age_band=viewer.age_band,
+                gender=viewer.gender,
+                region=viewer.region,
+                created_at=_now(),
+            )
+            excluded = upsert_viewer.excluded
+            conn.execute(
+                upsert_viewer.on_conflict_do_update(
+                    index_elements=[_viewers.c.viewer_id],
+                    set_={
+                        "age_band": excluded.age_band,
+                        "gender": excluded.gender,
+                        "region": excluded.region,
+                    },
+                )
+            )
+            conn.execute(
+                insert(_sessions).values(
+                    session_id=record.session_id,
+                    video_id=record.video_id,
+                    variant_id=record.variant_id,
+                    viewer_id=viewer.viewer_id,
+                    consent_notice_version=record.consent.notice_version,
+                    consent_at=record.consent.consented_at,
+                    consent_scopes=json.dumps(list(record.consent.scopes)),
+                    capture_fps=record.capture_fps,
+                    model=record.model,
+                    started_at=record.started_at,
+                    expires_at=record.expires_at,
+                    ended_at=record.ended_at,
+                    end_reason=record.end_reason,
+                    token_sha256=record.token_sha256,
+                    wrapped_key=record.wrapped_key,
+                )
+            )
+
+    def get_session(self, session_id: str) -> SessionRecord | None:
+        with self._engine.connect() as conn:
+            return self._get_session(conn, session_id)
+
+    def end_session(self, session_id: str, reason: str, ended_at: datetime) -> SessionRecord:
+        """Mark the session ended; a session already ended keeps its first end time and
+        reason. Raises KeyError for an unknown session."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(_sessions)
+                .where(_sessions.c.session_id == session_id, _sessions.c.ended_at.is_(None))
+                .values(ended_at=ended_at, end_reason=reason)
+            )
+            record = self._get_session(conn, session_id)
+        if record is None:
+            raise KeyError(session_id)
+        return record
+
+    def count_sessions(self, video_id: str, variant_id: str | None = None) -> int:
+        query = select(func.count()).select_from(_sessions).where(_sessions.c.video_id == video_id)
+        if variant_id is not None:
+            query = query.where(_sessions.c.variant_id == variant_id)
+        with self._engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def active_session_count(self, now: datetime) -> int:
+        """Sessions neither ended nor expired at `now`."""
+        query = (
+            select(func.count())
+            .select_from(_sessions)
+            .where(_sessions.c.ended_at.is_(None), _sessions.c.expires_at > now)
+        )
+        with self._engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    # ---------------------------------------------------------------- batches and frames
+
+    def append_batch(self, session_id: str, batch: BatchRecord) -> bool:
+        """Store the batch and all its frames atomically.
+
+        Returns False, writing nothing, when (session_id, seq) is already stored, so a client
+        retry is harmless (compare digests with get_batch to tell a retry from a replay).
+        Raises sqlalchemy.exc.IntegrityError, writing nothing, on any constraint violation
+        (unknown session, reused nonce, duplicate frame index) and ValueError on a malformed
+        frame.
+        """
+        rows = [_frame_row(session_id, batch.seq, frame) for frame in batch.frames]
+        with self._engine.begin() as conn:
+            claimed = conn.execute(
+                self._insert(_batches)
+                .values(
+                    session_id=session_id,
+                    seq=batch.seq,
+                    nonce=batch.nonce,
+                    digest=batch.digest,
+                    frames=len(rows),
+                    accepted_at=_now(),
+                )
+                .on_conflict_do_nothing(index_elements=[_batches.c.session_id, _batches.c.seq])
+                # RETURNING tells portably whether the row was inserted (rowcount is -1 for
+                # Core inserts on psycopg unless asked to preserve it).
+                .returning(_batches.c.seq)
+            ).first()
+            if claimed is None:
+                return False
+            if rows:
+                self._write_frames(conn, rows)
+        return True
+
+    def get_batch(self, session_id: str, seq: int) -> BatchRecord | None:
+        with self._engine.connect() as conn:
+            batch = conn.execute(
+                select(_batches.c.nonce, _batches.c.digest).where(
+                    _batches.c.session_id == session_id, _batches.c.seq == seq
+                )
+            ).one_or_none()
+            if batch is None:
+                return None
+            frames = conn.execute(
+                select(_frames)
+                .where(_frames.c.session_id == session_id, _frames.c.seq == seq)
+                .order_by(_frames.c.frame_index)
+            ).all()
+        return BatchRecord(
+            seq=seq,
+            nonce=bytes(batch.nonce),
+            digest=bytes(batch.digest),
+            frames=tuple(_frame_record(row) for row in frames),
+        )
+
+    def nonce_used(self, session_id: str, nonce: bytes) -> bool:
+        query = select(_batches.c.seq).where(
+            _batches.c.session_id == session_id, _batches.c.nonce == nonce
+        )
+        with self._engine.connect() as conn:
+            return conn.execute(query.limit(1)).first() is not None
+
+    def session_frames(self, session_id: str) -> list[FrameRecord]:
+        query = (
+            select(_frames)
+            .where(_frames.c.session_id == session_id)
+            .order_by(_frames.c.seq, _frames.c.frame_index)
+        )
+        with self._engine.connect() as conn:
+            return [_frame_record(row) for row in conn.execute(query)]
+
+    def count_frames(self, session_id: str | None = None) -> int:
+        query = select(func.count()).select_from(_frames)
+        if session_id is not None:
+            query = query.where(_frames.c.session_id == session_id)
+        with self._engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    # ---------------------------------------------------------------- aggregates (in SQL)
+
+    def session_summary(self, session_id: str) -> SessionSummaryRecord:
+        """Frame counts, mean probabilities over frames with a face, video time range.
+        An unknown session or one without frames gives zero counts."""
+        query = select(
+            func.count().label("frames"),
+            *_face_aggregates(_frames),
+            func.min(_frames.c.video_time_ms).label("first_ms"),
+            func.max(_frames.c.video_time_ms).label("last_ms"),
+        ).where(_frames.c.session_id == session_id)
+        with self._engine.connect() as conn:
+            row = conn.execute(query).one()
+        return SessionSummaryRecord(
+            session_id=session_id,
+            frames_total=int(row.frames),
+            frames_with_face=int(row.with_face or 0),
+            mean_probs=_mean_probs(row),
+            first_video_time_ms=None if row.first_ms is None else int(row.first_ms),
+            last_video_time_ms=None if row.last_ms is None else int(row.last_ms),
+        )
+
+    def video_timeline(
+        self, video_id: str, variant_id: str | None, bucket_ms: int
+    ) -> list[BucketRecord]:
+        """Frames of the video's sessions (one variant, or all when None) grouped into
+        buckets [start_ms, start_ms + bucket_ms), ordered by start_ms."""
+        if bucket_ms <= 0:
+            raise ValueError(f"bucket_ms must be positive, got {bucket_ms}")
+        time_ms = _frames.c.video_time_ms
+        # Floor to the bucket with `%` only: SQLite and PostgreSQL both truncate integer
+        # division and `%` toward zero, so ((t % b) + b) % b is the same non-negative remainder
+        # on both, also for negative times (which plain t / b would round the wrong way).
+        start_ms = (time_ms - ((time_ms % bucket_ms) + bucket_ms) % bucket_ms).label("start_ms")
+        where = [_sessions.c.video_id == video_id]
+        if variant_id is not None:
+            where.append(_sessions.c.variant_id == variant_id)
+        # Bucket in a subquery and group by its column: PostgreSQL would not match a GROUP BY
+        # expression to the SELECT one when each carries its own bound parameters.
+        bucketed = (
+            select(
+                _frames.c.session_id,
+                _frames.c.face_present,
+                *(_frames.c[col] for col in PROB_COLUMNS),
+                start_ms,
+            )
+            .join(_sessions, _sessions.c.session_id == _frames.c.session_id)
+            .where(*where)
+            .subquery()
+        )
+        query = (
+            select(
+                bucketed.c.start_ms,
+                func.count().label("frames"),
+                func.count(bucketed.c.session_id.distinct()).label("viewers"),
+                *_face_aggregates(bucketed),
+            )
+            .group_by(bucketed.c.start_ms)
+            .order_by(bucketed.c.start_ms)
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            BucketRecord(
+                start_ms=int(row.start_ms),
+                mean_probs=_mean_probs(row),
+                viewers=int(row.viewers),
+                frames=int(row.frames),
+                frames_with_face=int(row.with_face or 0),
+            )
+            for row in rows
+        ]
+
+    # ---------------------------------------------------------------- internals
+
+    def _insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
+        if self._engine.dialect.name == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    def _ensure_video(self, conn: Connection, video_id: str, variant_id: str, title: str) -> None:
+        upsert_video = self._insert(_videos).values(
+            video_id=video_id, title=title, created_at=_now()
+        )
+        conn.execute(
+            upsert_video.on_conflict_do_update(
+                index_elements=[_videos.c.video_id],
+                set_={"title": upsert_video.excluded.title},
+                where=upsert_video.excluded.title != "",
+            )
+        )
+        conn.execute(
+            self._insert(_variants)
+            .values(video_id=video_id, variant_id=variant_id)
+            .on_conflict_do_nothing()
+        )
+
+    def _get_session(self, conn: Connection, session_id: str) -> SessionRecord | None:
+        row = conn.execute(
+            select(_sessions, _viewers.c.age_band, _viewers.c.gender, _viewers.c.region)
+            .join(_viewers, _viewers.c.viewer_id == _sessions.c.viewer_id)
+            .where(_sessions.c.session_id == session_id)
+        ).one_or_none()
+        return None if row is None else _session_record(row)
+
+    def _write_frames(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        if conn.dialect.driver != "psycopg":
+            # One executemany; SQLite does this in-process, so it is already fast.
+            conn.execute(insert(_frames), rows)
+            return
+        # PostgreSQL: COPY streams all rows in one round trip, on the same DBAPI connection
+        # and therefore inside the transaction that inserted the batches row.
+        import psycopg
+
+        raw = conn.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        try:
+            with raw.cursor() as cursor, cursor.copy(_COPY_FRAMES) as copy:
+                for row in rows:
+                    copy.write_row([row[name] for name in _FRAME_COLUMNS])
+        except psycopg.Error as exc:
+            # Same exception types as the Core path (e.g. sqlalchemy.exc.IntegrityError).
+            raise DBAPIError.instance(_COPY_FRAMES, None, exc, psycopg.Error) from exc
+
+
+# -------------------------------------------------------------------- row <-> record
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _opt_float(value: float | None) -> float | None:
+    # float() also turns numpy scalars from the model into values every driver can bind.
+    return None if value is None else float(value)
+
+
+def _frame_row(session_id: str, seq: int, frame: FrameRecord) -> dict[str, Any]:
+    if frame.seq != seq:
+        raise ValueError(f"frame {frame.index} has seq {frame.seq}, its batch has seq {seq}")
+    if frame.face_present:
+        if frame.probs is None or len(frame.probs) != len(EMOTIONS):
+            raise ValueError(f"frame {frame.index}: a face needs {len(EMOTIONS)} probabilities")
+        probs: Sequence[float | None] = [float(p) for p in frame.probs]
+    else:
+        if frame.probs is not None:
+            raise ValueError(f"frame {frame.index}: probabilities given without a face")
+        probs = [None] * len(EMOTIONS)
+    return {
+        "session_id": session_id,
+        "seq": seq,
+        "frame_index": int(frame.index),
+        "video_time_ms": int(frame.video_time_ms),
+        # Normalised here too because COPY bypasses the column type's conversion.
+        "captured_at": None if frame.captured_at is None else to_utc(frame.captured_at),
+        "face_present": bool(frame.face_present),
+        **dict(zip(PROB_COLUMNS, probs, strict=True)),
+        "head_yaw_deg": _opt_float(frame.head_yaw_deg),
+        "head_pitch_deg": _opt_float(frame.head_pitch_deg),
+        "face_box_size": _opt_float(frame.face_box_size),
+    }
+
+
+def _frame_record(row: Row[Any]) -> FrameRecord:
+    m = row._mapping
+    return FrameRecord(
+        seq=int(m["seq"]),
+        index=int(m["frame_index"]),
+        video_time_ms=int(m["video_time_ms"]),
+        captured_at=m["captured_at"],
+        face_present=bool(m["face_present"]),
+        probs=tuple(float(m[c]) for c in PROB_COLUMNS) if m["face_present"] else None,
+        head_yaw_deg=m["head_yaw_deg"],
+        head_pitch_deg=m["head_pitch_deg"],
+        face_box_size=m["face_box_size"],
+    )
+
+
+def _session_record(row: Row[Any]) -> SessionRecord:
+    m = row._mapping
+    return SessionRecord(
+        session_id=m["session_id"],
+        video_id=m["video_id"],
+        variant_id=m["variant_id"],
+        viewer=ViewerInfo(
+            viewer_id=m["viewer_id"], age_band=m["age_band"], gender=m["gender"], region=m["region"]
+        ),
+        consent=ConsentInfo(
+            notice_version=m["consent_notice_version"],
+            consented_at=m["consent_at"],
+            scopes=tuple(json.loads(m["consent_scopes"])),
+        ),
+        capture_fps=float(m["capture_fps"]),
+        model=m["model"],
+        started_at=m["started_at"],
+        expires_at=m["expires_at"],
+        token_sha256=bytes(m["token_sha256"]),
+        wrapped_key=bytes(m["wrapped_key"]),
+        ended_at=m["ended_at"],
+        end_reason=m["end_reason"],
+    )
+
+
+def _face_aggregates(source: Any) -> list[Any]:
+    """`with_face` count and `mean_<p>` averages over the rows of `source` with a face."""
+    face = source.c.face_present
+    return [
+        func.sum(case((face, 1), else_=0)).label("with_face"),
+        *(func.avg(case((face, source.c[col]))).label(f"mean_{col}") for col in PROB_COLUMNS),
+    ]
+
+
+def _mean_probs(row: Row[Any]) -> tuple[float, ...] | None:
+    m: Mapping[str, Any] = row._mapping
+    if not m["with_face"]:
+        return None
+    return tuple(float(m[f"mean_{col}"]) for col in PROB_COLUMNS)

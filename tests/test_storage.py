@@ -1,0 +1,288 @@
+"""TimelineStore and migrations, run on SQLite and on PostgreSQL (see db_backends.py).
+
+Probabilities in the hand-made examples are sums of powers of two, so they are exact in
+float32 (PostgreSQL REAL) and their means can be compared with ==.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from db_backends import db_engine, db_url, empty_db_url, pg_admin_url, pg_migrated_url  # noqa: F401
+from sqlalchemy import Engine, inspect
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import SQLModel
+
+from affectline.storage.database import current_revision, head_revision, make_engine, upgrade
+from affectline.storage.records import (
+    BatchRecord,
+    BucketRecord,
+    ConsentInfo,
+    FrameRecord,
+    SessionRecord,
+    ViewerInfo,
+)
+from affectline.storage.timeline_store import TimelineStore
+
+T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+TABLES = {"videos", "variants", "viewers", "sessions", "batches", "frames"}
+P1 = (0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.015625)
+P2 = (0.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.03125)
+P3 = (0.25, 0.25, 0.25, 0.25, 0.0, 0.0, 0.0)
+
+
+def session_record(session_id: str = "s1", *, video: str = "vid", variant: str = "") -> SessionRecord:
+    return SessionRecord(
+        session_id=session_id,
+        video_id=video,
+        variant_id=variant,
+        viewer=ViewerInfo(viewer_id=f"viewer-{session_id}", age_band="25-34", gender="f", region="EU"),
+        # A non-UTC zone on purpose: it must come back as the same instant, in UTC.
+        consent=ConsentInfo("v3", T0.astimezone(timezone(timedelta(hours=2))), ("emotion", "head_pose")),
+        capture_fps=7.5,
+        model="emo-net/1.2.0",
+        started_at=T0,
+        expires_at=T0 + timedelta(hours=1),
+        token_sha256=b"\x01" * 32,
+        wrapped_key=b"\x00\xffkey" * 10,
+    )
+
+
+def frame(seq: int, index: int, time_ms: int, probs: tuple[float, ...] | None) -> FrameRecord:
+    return FrameRecord(
+        seq=seq,
+        index=index,
+        video_time_ms=time_ms,
+        captured_at=T0 + timedelta(milliseconds=time_ms),
+        face_present=probs is not None,
+        probs=probs,
+        head_yaw_deg=-12.5 if probs else None,
+        head_pitch_deg=3.25 if probs else None,
+        face_box_size=0.375 if probs else None,
+    )
+
+
+def batch(seq: int, frames: list[FrameRecord], *, nonce: bytes | None = None) -> BatchRecord:
+    return BatchRecord(
+        seq=seq,
+        nonce=nonce if nonce is not None else b"nonce-%d" % seq,
+        digest=b"digest-%d" % seq,
+        frames=tuple(frames),
+    )
+
+
+@pytest.fixture
+def store(db_engine: Engine) -> TimelineStore:
+    return TimelineStore(db_engine)
+
+
+# ------------------------------------------------------------------------- migrations
+
+
+def test_migrations_from_empty_make_exactly_the_schema(empty_db_url: str) -> None:
+    engine = make_engine(empty_db_url)
+    try:
+        assert current_revision(engine) is None
+        upgrade(engine)
+        assert current_revision(engine) == head_revision() == "0001"
+        assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
+        with engine.connect() as conn:
+            # Columns, types, nullability, keys, indexes and unique constraints of tables.py.
+            assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_twice_is_a_noop(db_engine: Engine, store: TimelineStore) -> None:
+    store.ensure_video("vid", "", "Title")
+    upgrade(db_engine)
+    assert current_revision(db_engine) == head_revision()
+    assert store.count_sessions("vid") == 0
+    store.ensure_video("vid", "")  # the row survived: an empty title does not overwrite
+    store.create_session(session_record())
+    assert store.count_sessions("vid") == 1
+
+
+# ------------------------------------------------------------------------- sessions
+
+
+def test_session_round_trip_and_end(store: TimelineStore) -> None:
+    record = session_record()
+    store.create_session(record)
+    got = store.get_session("s1")
+    assert got == record
+    assert got is not None and got.consent.consented_at.utcoffset() == timedelta(0)
+    assert store.get_session("nope") is None
+    assert store.active_session_count(T0 + timedelta(minutes=1)) == 1
+    assert store.active_session_count(T0 + timedelta(hours=2)) == 0  # expired
+
+    ended = store.end_session("s1", "viewer_stopped", T0 + timedelta(minutes=5))
+    assert ended == replace(record, ended_at=T0 + timedelta(minutes=5), end_reason="viewer_stopped")
+    assert ended.ended_at is not None and ended.ended_at.tzinfo is not None
+    # Ending again keeps the first end.
+    assert store.end_session("s1", "expired", T0 + timedelta(hours=1)) == ended
+    assert store.active_session_count(T0 + timedelta(minutes=1)) == 0
+    with pytest.raises(KeyError):
+        store.end_session("nope", "x", T0)
+
+
+def test_create_session_upserts_viewer_and_video(store: TimelineStore) -> None:
+    store.create_session(session_record("s1", variant="a"))
+    again = replace(session_record("s2", variant="b"), viewer=ViewerInfo("viewer-s1", "35-44", "m", "US"))
+    store.create_session(again)
+    assert store.get_session("s1").viewer == ViewerInfo("viewer-s1", "35-44", "m", "US")  # type: ignore[union-attr]
+    assert store.count_sessions("vid") == 2
+    assert store.count_sessions("vid", "a") == 1
+    assert store.count_sessions("other") == 0
+    with pytest.raises(IntegrityError):
+        store.create_session(session_record("s1"))
+
+
+# ------------------------------------------------------------------------- batches
+
+
+def test_append_batch_bulk_and_idempotent_retry(store: TimelineStore) -> None:
+    store.create_session(session_record())
+    first = batch(1, [frame(1, i, 100 * i, P1 if i % 3 else None) for i in range(10)])
+    assert store.append_batch("s1", first) is True
+    assert store.count_frames("s1") == store.count_frames() == 10
+    assert store.get_batch("s1", 1) == first
+
+    # A retry, or a replay of the seq with other content, writes nothing.
+    assert store.append_batch("s1", first) is False
+    assert store.append_batch("s1", replace(first, nonce=b"other", digest=b"other")) is False
+    assert store.count_frames() == 10
+    assert store.get_batch("s1", 1) == first
+    assert not store.nonce_used("s1", b"other")
+    assert store.get_batch("s1", 2) is None
+
+
+def test_failed_batch_leaves_nothing(store: TimelineStore) -> None:
+    store.create_session(session_record())
+    # The 3rd frame repeats index 1: the UNIQUE constraint fails after the batches row
+    # and two frames were already sent.
+    bad = batch(1, [frame(1, 0, 0, P1), frame(1, 1, 100, P2), frame(1, 1, 200, None)])
+    with pytest.raises(IntegrityError):
+        store.append_batch("s1", bad)
+    assert store.get_batch("s1", 1) is None
+    assert store.count_frames() == 0
+    assert not store.nonce_used("s1", bad.nonce)
+
+    # The same seq can then be stored properly.
+    good = batch(1, [frame(1, 0, 0, P1), frame(1, 1, 100, P2)])
+    assert store.append_batch("s1", good) is True
+    # A nonce reused under another seq is refused by the database as well.
+    with pytest.raises(IntegrityError):
+        store.append_batch("s1", batch(2, [frame(2, 0, 300, P1)], nonce=good.nonce))
+    with pytest.raises(IntegrityError):  # unknown session
+        store.append_batch("nope", batch(1, [frame(1, 0, 0, P1)]))
+    assert store.count_frames() == 2
+    assert store.get_batch("s1", 2) is None
+
+
+def test_malformed_frames_are_refused_before_writing(store: TimelineStore) -> None:
+    store.create_session(session_record())
+    naive = replace(frame(1, 0, 0, P1), captured_at=datetime(2025, 1, 1))
+    for frames in ([naive], [frame(2, 0, 0, P1)], [replace(frame(1, 0, 0, P1), probs=(0.5,))]):
+        with pytest.raises(ValueError):
+            store.append_batch("s1", batch(1, frames))
+    assert store.get_batch("s1", 1) is None
+
+
+def test_nonce_used(store: TimelineStore) -> None:
+    store.create_session(session_record("s1"))
+    store.create_session(session_record("s2"))
+    store.append_batch("s1", batch(1, [frame(1, 0, 0, P1)], nonce=b"n1"))
+    assert store.nonce_used("s1", b"n1")
+    assert not store.nonce_used("s1", b"n2")
+    assert not store.nonce_used("s2", b"n1")  # nonces are per session
+
+
+def test_session_frames_are_ordered_by_seq_then_index(store: TimelineStore) -> None:
+    store.create_session(session_record())
+    store.append_batch("s1", batch(2, [frame(2, 1, 900, P1), frame(2, 0, 800, None)]))
+    store.append_batch("s1", batch(1, [frame(1, 2, 300, P2), frame(1, 0, 100, P3), frame(1, 1, 200, P1)]))
+    frames = store.session_frames("s1")
+    assert [(f.seq, f.index) for f in frames] == [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1)]
+    assert frames[0] == frame(1, 0, 100, P3)
+    assert frames[3] == frame(2, 0, 800, None)
+    assert store.session_frames("nope") == []
+
+
+def test_session_summary(store: TimelineStore) -> None:
+    store.create_session(session_record())
+    store.append_batch("s1", batch(1, [frame(1, 0, 40, P1), frame(1, 1, 140, None)]))
+    store.append_batch("s1", batch(2, [frame(2, 0, 240, P2), frame(2, 1, 340, P3)]))
+    summary = store.session_summary("s1")
+    assert summary.frames_total == 4
+    assert summary.frames_with_face == 3
+    assert summary.mean_probs == tuple((a + b + c) / 3 for a, b, c in zip(P1, P2, P3, strict=True))
+    assert (summary.first_video_time_ms, summary.last_video_time_ms) == (40, 340)
+
+    empty = store.session_summary("nope")
+    assert (empty.frames_total, empty.frames_with_face, empty.mean_probs) == (0, 0, None)
+    assert empty.first_video_time_ms is None and empty.last_video_time_ms is None
+
+
+def mean(*probs: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(sum(column) / len(probs) for column in zip(*probs, strict=True))
+
+
+def test_video_timeline(store: TimelineStore) -> None:
+    store.create_session(session_record("a", variant=""))
+    store.create_session(session_record("b", variant="alt"))
+    store.create_session(session_record("x", video="other"))
+    store.append_batch("a", batch(1, [frame(1, 0, 0, P1), frame(1, 1, 500, P2), frame(1, 2, 1500, P3)]))
+    store.append_batch("a", batch(2, [frame(2, 0, 1999, None)]))
+    store.append_batch("b", batch(1, [frame(1, 0, 900, P3), frame(1, 1, 1000, P1), frame(1, 2, 2500, None)]))
+    store.append_batch("x", batch(1, [frame(1, 0, 100, P1)]))  # another video: never counted
+
+    assert store.video_timeline("vid", None, 1000) == [
+        BucketRecord(0, mean(P1, P2, P3), viewers=2, frames=3, frames_with_face=3),
+        BucketRecord(1000, mean(P3, P1), viewers=2, frames=3, frames_with_face=2),
+        BucketRecord(2000, None, viewers=1, frames=1, frames_with_face=0),
+    ]
+    assert store.video_timeline("vid", "", 1000) == [
+        BucketRecord(0, mean(P1, P2), viewers=1, frames=2, frames_with_face=2),
+        BucketRecord(1000, P3, viewers=1, frames=2, frames_with_face=1),
+    ]
+    assert store.video_timeline("vid", "alt", 2000) == [
+        BucketRecord(0, mean(P3, P1), viewers=1, frames=2, frames_with_face=2),
+        BucketRecord(2000, None, viewers=1, frames=1, frames_with_face=0),
+    ]
+    assert store.video_timeline("vid", "missing", 1000) == []
+    with pytest.raises(ValueError):
+        store.video_timeline("vid", None, 0)
+
+
+def test_video_timeline_floors_negative_times(store: TimelineStore) -> None:
+    store.create_session(session_record())
+    store.append_batch("s1", batch(1, [frame(1, 0, -1, P1), frame(1, 1, -1000, P2), frame(1, 2, -1001, P3)]))
+    starts = [(b.start_ms, b.frames) for b in store.video_timeline("vid", None, 1000)]
+    assert starts == [(-2000, 1), (-1000, 2)]
+
+
+def test_300_frame_batch_in_one_call(store: TimelineStore) -> None:
+    store.create_session(session_record())
+    frames = [frame(7, i, 40 * i, (P1, P2, None)[i % 3]) for i in range(300)]
+    assert store.append_batch("s1", batch(7, frames)) is True
+    assert store.count_frames("s1") == 300
+    assert store.session_frames("s1") == frames
+    summary = store.session_summary("s1")
+    assert (summary.frames_total, summary.frames_with_face) == (300, 200)
+    assert summary.mean_probs == mean(P1, P2)
+
+
+def test_concurrent_appends_from_threads(store: TimelineStore) -> None:
+    store.create_session(session_record())
+    batches = [batch(seq, [frame(seq, i, 1000 * seq + i, P1) for i in range(10)]) for seq in range(20)]
+    # Every batch is sent twice at once, as a client retrying on a timeout would.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda b: store.append_batch("s1", b), batches + batches))
+    assert sorted(results) == [False] * 20 + [True] * 20
+    assert store.count_frames("s1") == 200
