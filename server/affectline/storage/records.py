@@ -61,6 +61,8 @@ class FrameRecord:
     head_yaw_deg: float | None = None
     head_pitch_deg: float | None = None
     face_box_size: float | None = None
+    # The session's temporally smoothed probabilities at this frame (face frames only).
+    smoothed: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

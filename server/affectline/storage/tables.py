@@ -190,8 +190,17 @@ class FrameRow(SQLModel, table=True):
     head_yaw_deg: float | None = Field(default=None, sa_type=REAL)
     head_pitch_deg: float | None = Field(default=None, sa_type=REAL)
     face_box_size: float | None = Field(default=None, sa_type=REAL)
+    # Temporally smoothed probabilities (migration 0002).
+    s_angry: float | None = _prob()
+    s_disgust: float | None = _prob()
+    s_fear: float | None = _prob()
+    s_happy: float | None = _prob()
+    s_sad: float | None = _prob()
+    s_surprise: float | None = _prob()
+    s_neutral: float | None = _prob()
 
 
 # Probability columns in records.EMOTIONS order.
 PROB_COLUMNS: tuple[str, ...] = tuple(f"p_{emotion}" for emotion in EMOTIONS)
-assert all(name in FrameRow.model_fields for name in PROB_COLUMNS)
+SMOOTHED_COLUMNS: tuple[str, ...] = tuple(f"s_{emotion}" for emotion in EMOTIONS)
+assert all(name in FrameRow.model_fields for name in PROB_COLUMNS + SMOOTHED_COLUMNS)

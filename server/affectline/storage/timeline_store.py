@@ -39,6 +39,7 @@ from affectline.storage.records import (
 )
 from affectline.storage.tables import (
     PROB_COLUMNS,
+    SMOOTHED_COLUMNS,
     CropBatchLog,
     FrameRow,
     Variant,
@@ -223,6 +224,25 @@ class TimelineStore:
         with self._engine.connect() as conn:
             return [_frame_record(row) for row in conn.execute(query)]
 
+    def last_face_frame(self, session_id: str) -> FrameRecord | None:
+        """The latest stored frame with a face (by seq, index): where smoothing resumes after a restart."""
+        query = (
+            select(_frames)
+            .where(_frames.c.session_id == session_id, _frames.c.face_present)
+            .order_by(_frames.c.seq.desc(), _frames.c.frame_index.desc())
+            .limit(1)
+        )
+        with self._engine.connect() as conn:
+            row = conn.execute(query).one_or_none()
+        return None if row is None else _frame_record(row)
+
+    def max_seq(self, session_id: str) -> int | None:
+        """The highest accepted batch seq of a session, or None before its first batch."""
+        with self._engine.connect() as conn:
+            return conn.execute(
+                select(func.max(_batches.c.seq)).where(_batches.c.session_id == session_id)
+            ).scalar_one()
+
     def count_frames(self, session_id: str | None = None) -> int:
         query = select(func.count()).select_from(_frames)
         if session_id is not None:
@@ -375,9 +395,12 @@ def _frame_row(session_id: str, seq: int, frame: FrameRecord) -> dict[str, Any]:
             raise ValueError(f"frame {frame.index}: a face needs {len(EMOTIONS)} probabilities")
         probs: Sequence[float | None] = [float(p) for p in frame.probs]
     else:
-        if frame.probs is not None:
+        if frame.probs is not None or frame.smoothed is not None:
             raise ValueError(f"frame {frame.index}: probabilities given without a face")
         probs = [None] * len(EMOTIONS)
+    if frame.smoothed is not None and len(frame.smoothed) != len(EMOTIONS):
+        raise ValueError(f"frame {frame.index}: smoothed needs {len(EMOTIONS)} probabilities")
+    smoothed = [float(p) for p in frame.smoothed] if frame.smoothed is not None else [None] * len(EMOTIONS)
     return {
         "session_id": session_id,
         "seq": seq,
@@ -390,6 +413,7 @@ def _frame_row(session_id: str, seq: int, frame: FrameRecord) -> dict[str, Any]:
         "head_yaw_deg": _opt_float(frame.head_yaw_deg),
         "head_pitch_deg": _opt_float(frame.head_pitch_deg),
         "face_box_size": _opt_float(frame.face_box_size),
+        **dict(zip(SMOOTHED_COLUMNS, smoothed, strict=True)),
     }
 
 
@@ -405,6 +429,7 @@ def _frame_record(row: Row[Any]) -> FrameRecord:
         head_yaw_deg=m["head_yaw_deg"],
         head_pitch_deg=m["head_pitch_deg"],
         face_box_size=m["face_box_size"],
+        smoothed=tuple(float(m[c]) for c in SMOOTHED_COLUMNS) if m["s_angry"] is not None else None,
     )
 
 
