@@ -194,8 +194,10 @@ def convert(hdf5: Path) -> tuple[onnx.ModelProto, dict[str, Any]]:
                 op = {"relu": "Relu", "softmax": "Softmax"}.get(c["activation"])
                 if op is None:
                     raise ValueError(f"{name}: activation {c['activation']!r}")
-                attrs = {"axis": 1} if op == "Softmax" else {}
-                b.nodes.append(helper.make_node(op, [x.name], [name], name=name, **attrs))
+                node = helper.make_node(op, [x.name], [name], name=name)
+                if op == "Softmax":
+                    node.attribute.append(helper.make_attribute("axis", 1))
+                b.nodes.append(node)
                 y = Tensor(name, x.shape)
             elif kind == "MaxPooling2D":
                 (k, _), (s, _) = c["pool_size"], c["strides"]

@@ -24,7 +24,7 @@ from PIL import Image
 
 from affectline.classify import classify_files
 from affectline.inference.engine import EmotionModel
-from affectline.models.registry import DEFAULT_MODEL, ModelRegistry
+from affectline.models.registry import DEFAULT_MODEL, ModelNotFoundError, ModelRegistry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared/data/fer2013/fer2013.npz"
@@ -100,7 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --update-manifest needs --split both", file=sys.stderr)
         return 2
 
-    registered = ModelRegistry().get(args.model)
+    try:
+        registered = ModelRegistry().get(args.model)
+    except ModelNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     model = EmotionModel.load(registered)
     print(f"model {model.key} ({registered.onnx_path}), providers {model.providers}", flush=True)
     print(f"loading {args.data}", flush=True)

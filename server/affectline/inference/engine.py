@@ -1,0 +1,90 @@
+"""Expression-model inference around onnxruntime."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from affectline.models.registry import RegisteredModel
+
+# Fastest first; CPU is always appended as the fallback for ops other providers lack.
+_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+_CPU = "CPUExecutionProvider"
+
+
+def choose_providers(available: Sequence[str]) -> list[str]:
+    """TensorRT > CUDA > CPU among `available`, always ending with CPUExecutionProvider."""
+    return [p for p in _PREFERENCE if p in available] + [_CPU]
+
+
+class EmotionModel:
+    """A loaded expression model. `predict` is safe to call from several threads at once
+    (onnxruntime's InferenceSession.run is thread-safe; preprocessing has no shared state)."""
+
+    def __init__(self, registered: RegisteredModel, session: ort.InferenceSession) -> None:
+        m = registered.manifest
+        if m.format != "onnx" or m.input.layout != "NCHW" or m.input.channels != 1:
+            raise ValueError(f"{registered.key}: only 1-channel NCHW onnx models are supported")
+        if m.output.kind != "probabilities":
+            raise ValueError(f"{registered.key}: output kind {m.output.kind!r} is not supported")
+        inputs = [i.name for i in session.get_inputs()]
+        outputs = [o.name for o in session.get_outputs()]
+        if m.input.name not in inputs or m.output.name not in outputs:
+            raise ValueError(f"{registered.key}: manifest names {m.input.name!r}/{m.output.name!r} "
+                             f"do not match the graph ({inputs} -> {outputs})")
+        self._registered = registered
+        self._session = session
+        p = m.preprocessing
+        # (pixel*scale - mean)/std folded into one multiply-add
+        self._mul = np.float32(p.pixel_scale / p.std)
+        self._add = np.float32(-p.mean / p.std)
+
+    @classmethod
+    def load(cls, registered: RegisteredModel, *, providers: Sequence[str] | None = None,
+             intra_op_threads: int = 0) -> EmotionModel:
+        """`intra_op_threads` 0 lets onnxruntime pick (one per physical core)."""
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = intra_op_threads
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        chosen = list(providers) if providers is not None else choose_providers(ort.get_available_providers())
+        session = ort.InferenceSession(str(registered.onnx_path), sess_options=opts, providers=chosen)
+        return cls(registered, session)
+
+    @property
+    def key(self) -> str:
+        return self._registered.key
+
+    @property
+    def registered(self) -> RegisteredModel:
+        return self._registered
+
+    @property
+    def crop_size(self) -> tuple[int, int]:
+        """(width, height) of the uint8 crops `predict` takes."""
+        i = self._registered.manifest.input
+        return i.width, i.height
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self._registered.manifest.class_names
+
+    @property
+    def providers(self) -> list[str]:
+        """Providers the session actually uses (a requested one can be unavailable)."""
+        return list(self._session.get_providers())
+
+    def predict(self, crops: np.ndarray) -> np.ndarray:
+        """uint8 [N,H,W] grayscale crops of exactly `crop_size` -> float32 [N,classes] probabilities."""
+        w, h = self.crop_size
+        if not isinstance(crops, np.ndarray) or crops.dtype != np.uint8:
+            raise ValueError(f"crops must be a uint8 numpy array, got {getattr(crops, 'dtype', type(crops))}")
+        if crops.ndim != 3 or crops.shape[1:] != (h, w):
+            raise ValueError(f"crops must have shape [N,{h},{w}], got {list(crops.shape)}")
+        if crops.shape[0] == 0:
+            return np.zeros((0, len(self.class_names)), np.float32)
+        x = crops[:, None].astype(np.float32) * self._mul + self._add
+        m = self._registered.manifest
+        (probs,) = self._session.run([m.output.name], {m.input.name: x})
+        return np.asarray(probs, dtype=np.float32)
