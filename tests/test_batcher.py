@@ -1,4 +1,4 @@
-"""The dynamic batcher: batching knobs, order, error propagation, draining on stop."""
+"""The dynamic batcher: batching knobs, per-sequence order, fairness, backpressure, draining."""
 
 import asyncio
 import threading
@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from affectline.inference.batcher import BatcherClosed, DynamicBatcher
+from affectline.inference.batcher import BatcherClosed, BatcherConfig, DynamicBatcher, QueueFull
 
 
 class RecordingModel:
@@ -16,12 +16,20 @@ class RecordingModel:
         self.runs: list[list[int]] = []
         self.delay_s = delay_s
         self.threads: set[str] = set()
+        self.concurrent = 0
+        self.max_concurrent = 0
+        self._lock = threading.Lock()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        self.threads.add(threading.current_thread().name)
-        self.runs.append([int(v) for v in x[:, 0, 0]])
+        with self._lock:
+            self.concurrent += 1
+            self.max_concurrent = max(self.max_concurrent, self.concurrent)
+            self.threads.add(threading.current_thread().name)
+            self.runs.append([int(v) for v in x[:, 0, 0]])
         if self.delay_s:
             threading.Event().wait(self.delay_s)
+        with self._lock:
+            self.concurrent -= 1
         return x[:, 0, 0].astype(np.float32)[:, None].copy()
 
 
@@ -31,9 +39,13 @@ def crops(*values: int) -> np.ndarray:
     return out
 
 
+def batcher(model, **kw) -> DynamicBatcher:
+    return DynamicBatcher(model, BatcherConfig(**kw))
+
+
 async def test_results_come_back_to_the_right_caller_in_order():
     model = RecordingModel()
-    b = DynamicBatcher(model, max_batch_size=8, max_queue_delay_s=0.01)
+    b = batcher(model, max_batch_size=8, max_queue_delay_s=0.01)
     results = await asyncio.gather(*(b.submit(crops(i * 10, i * 10 + 1)) for i in range(5)))
     await b.stop()
     for i, r in enumerate(results):
@@ -46,7 +58,7 @@ async def test_results_come_back_to_the_right_caller_in_order():
 
 async def test_max_queue_delay_flushes_a_partial_batch():
     model = RecordingModel()
-    b = DynamicBatcher(model, max_batch_size=64, max_queue_delay_s=0.02)
+    b = batcher(model, max_batch_size=64, max_queue_delay_s=0.02)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     out = await b.submit(crops(5))
@@ -59,20 +71,52 @@ async def test_max_queue_delay_flushes_a_partial_batch():
 
 async def test_full_batch_runs_without_waiting_for_the_delay():
     model = RecordingModel()
-    b = DynamicBatcher(model, max_batch_size=2, max_queue_delay_s=10.0)
+    b = batcher(model, max_batch_size=2, max_queue_delay_s=10.0)
     out = await asyncio.wait_for(b.submit(crops(1, 2)), timeout=2.0)
     await b.stop()
     assert out[:, 0].tolist() == [1, 2]
 
 
-async def test_one_sessions_requests_keep_submission_order_across_runs():
-    model = RecordingModel(delay_s=0.002)
-    b = DynamicBatcher(model, max_batch_size=3, max_queue_delay_s=0.001)
-    tasks = [asyncio.create_task(b.submit(crops(i))) for i in range(20)]
+async def test_a_sequence_is_scored_in_submission_order_and_never_in_two_runs_at_once():
+    model = RecordingModel(delay_s=0.003)
+    b = batcher(model, max_batch_size=4, max_queue_delay_s=0.001, workers=2, max_sequence_share=1.0)
+    tasks = [asyncio.create_task(b.submit(crops(i), sequence="s")) for i in range(24)]
+    tasks += [asyncio.create_task(b.submit(crops(100 + i), sequence="t")) for i in range(24)]
     await asyncio.gather(*tasks)
     await b.stop()
-    assert sum(model.runs, []) == list(range(20))
-    assert all(len(run) <= 3 for run in model.runs)
+    flat = sum(model.runs, [])
+    assert [v for v in flat if v < 100] == list(range(24))
+    assert [v for v in flat if v >= 100] == list(range(100, 124))
+    assert model.max_concurrent == 2  # two workers did run at once, just never the same sequence
+    assert all(len(run) <= 4 for run in model.runs)
+
+
+async def test_a_greedy_sequence_gets_a_bounded_share_of_each_batch():
+    model = RecordingModel(delay_s=0.01)
+    b = batcher(model, max_batch_size=8, max_queue_delay_s=0.005, max_sequence_share=0.5)
+    greedy = [asyncio.create_task(b.submit(crops(1, 1), sequence="greedy")) for _ in range(8)]
+    await asyncio.sleep(0)
+    polite = [asyncio.create_task(b.submit(crops(2, 2), sequence=f"p{i}")) for i in range(4)]
+    await asyncio.gather(*greedy, *polite)
+    await b.stop()
+    assert all(run.count(1) <= 4 for run in model.runs)  # at most half of a batch of 8
+    first_run_with_polite = next(i for i, run in enumerate(model.runs) if 2 in run)
+    assert first_run_with_polite <= 1  # the others were not starved behind 16 greedy crops
+
+
+async def test_backpressure_refuses_past_the_bound_with_a_retry_hint():
+    model = RecordingModel(delay_s=0.05)
+    b = batcher(model, max_batch_size=4, max_queue_delay_s=0.0, max_queued_crops=8)
+    first = asyncio.create_task(b.submit(crops(1, 2, 3, 4)))  # taken into a run
+    await asyncio.sleep(0.01)
+    queued = [asyncio.create_task(b.submit(crops(5, 6, 7, 8))) for _ in range(2)]  # 8 waiting
+    await asyncio.sleep(0)
+    with pytest.raises(QueueFull) as info:
+        await b.submit(crops(9))
+    assert info.value.queued == 8 and 0.01 <= info.value.retry_after_s <= 5.0
+    await asyncio.gather(first, *queued)  # the accepted ones still complete
+    assert (await b.submit(crops(9)))[:, 0].tolist() == [9]  # and there is room again
+    await b.stop()
 
 
 async def test_model_errors_reach_every_caller_of_that_run_and_the_batcher_survives():
@@ -84,7 +128,7 @@ async def test_model_errors_reach_every_caller_of_that_run_and_the_batcher_survi
             raise RuntimeError("model exploded")
         return np.ones((len(x), 1), dtype=np.float32)
 
-    b = DynamicBatcher(flaky, max_batch_size=4, max_queue_delay_s=0.01)
+    b = batcher(flaky, max_batch_size=4, max_queue_delay_s=0.01)
     first = await asyncio.gather(b.submit(crops(1)), b.submit(crops(2)), return_exceptions=True)
     assert all(isinstance(e, RuntimeError) for e in first)
     assert (await b.submit(crops(3))).tolist() == [[1.0]]
@@ -93,8 +137,8 @@ async def test_model_errors_reach_every_caller_of_that_run_and_the_batcher_survi
 
 async def test_stop_drains_every_accepted_request_then_refuses_new_ones():
     model = RecordingModel(delay_s=0.01)
-    b = DynamicBatcher(model, max_batch_size=2, max_queue_delay_s=0.0)
-    tasks = [asyncio.create_task(b.submit(crops(i))) for i in range(9)]
+    b = batcher(model, max_batch_size=2, max_queue_delay_s=0.0, workers=2)
+    tasks = [asyncio.create_task(b.submit(crops(i), sequence="s")) for i in range(9)]
     await asyncio.sleep(0)  # let them enqueue
     await b.stop()
     assert [t.result()[0, 0] for t in tasks] == list(range(9))
@@ -109,14 +153,16 @@ async def test_concatenated_copies_are_zeroed_after_inference():
         seen.append(x)
         return np.zeros((len(x), 1), dtype=np.float32)
 
-    b = DynamicBatcher(keep, max_batch_size=4, max_queue_delay_s=0.01)
+    b = batcher(keep, max_batch_size=4, max_queue_delay_s=0.01)
     await asyncio.gather(b.submit(crops(7)), b.submit(crops(9)))
     await b.stop()
     assert len(seen) == 1 and not seen[0].any()
 
 
-def test_knobs_are_validated():
+@pytest.mark.parametrize("kw", [
+    {"max_batch_size": 0}, {"max_queue_delay_s": -1}, {"max_queued_crops": 1},
+    {"max_sequence_share": 0}, {"workers": 0},
+])
+def test_knobs_are_validated(kw):
     with pytest.raises(ValueError):
-        DynamicBatcher(lambda x: x, max_batch_size=0)
-    with pytest.raises(ValueError):
-        DynamicBatcher(lambda x: x, max_queue_delay_s=-1)
+        BatcherConfig(**kw)

@@ -1,15 +1,25 @@
-"""Dynamic batching of crop requests into model runs.
+"""Dynamic batching of crop requests into model runs, with per-sequence order.
 
-Requests from many sessions wait in one FIFO queue. A model run takes requests
-from the front until it holds `max_batch_size` crops or the oldest request has
-waited `max_queue_delay_s`. Requests are never split or reordered, so the frames
-of one session reach the model, and come back, in the order they were submitted.
-The model runs in a worker thread: the event loop keeps serving RPCs meanwhile.
+Requests from many sessions (sequences) wait in one FIFO queue. A model run takes
+requests from the front until it holds `max_batch_size` crops or the oldest request
+has waited `max_queue_delay_s`, like Triton's dynamic batcher. On top of that, like
+Triton's sequence batcher:
+
+- order: a sequence's requests are never split, never reordered, and never in two
+  concurrent model runs, so its frames are scored strictly in submission order;
+- fairness: within one run a sequence gets at most `max_sequence_share` of the batch
+  (beyond its first request), so one greedy session cannot crowd out the others;
+- backpressure: past `max_queued_crops`, submit() raises QueueFull with a retry hint
+  instead of letting memory grow without bound;
+- draining: stop() refuses new requests and finishes every accepted one.
+
+Models run in `workers` threads, so the event loop keeps serving RPCs meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -27,43 +37,69 @@ class BatcherClosed(RuntimeError):
     """submit() after stop() began."""
 
 
+class QueueFull(RuntimeError):
+    """The queue is over its bound; retry after `retry_after_s`."""
+
+    def __init__(self, queued: int, retry_after_s: float) -> None:
+        super().__init__(f"inference queue is full ({queued} crops waiting); retry in {retry_after_s * 1000:.0f} ms")
+        self.queued = queued
+        self.retry_after_s = retry_after_s
+
+
 @dataclass(slots=True)
 class _Request:
+    sequence: str
     crops: np.ndarray
     future: asyncio.Future[np.ndarray]
     enqueued_at: float = field(default_factory=time.perf_counter)
 
 
-class DynamicBatcher:
-    def __init__(
-        self,
-        run_batch: RunBatch,
-        *,
-        max_batch_size: int = 64,
-        max_queue_delay_s: float = 0.005,
-        metrics: Metrics | None = None,
-    ) -> None:
-        if max_batch_size < 1:
+@dataclass(frozen=True, slots=True)
+class BatcherConfig:
+    max_batch_size: int = 64
+    max_queue_delay_s: float = 0.005
+    max_queued_crops: int = 4096
+    max_sequence_share: float = 0.5
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
-        if max_queue_delay_s < 0:
+        if self.max_queue_delay_s < 0:
             raise ValueError("max_queue_delay_s must be >= 0")
+        if self.max_queued_crops < self.max_batch_size:
+            raise ValueError("max_queued_crops must be >= max_batch_size")
+        if not 0 < self.max_sequence_share <= 1:
+            raise ValueError("max_sequence_share must be in (0, 1]")
+        if self.workers < 1:
+            raise ValueError("workers must be >= 1")
+
+
+class DynamicBatcher:
+    def __init__(self, run_batch: RunBatch, config: BatcherConfig = BatcherConfig(), *, metrics: Metrics | None = None) -> None:
         self._run_batch = run_batch
-        self.max_batch_size = max_batch_size
-        self.max_queue_delay_s = max_queue_delay_s
+        self.config = config
         self._metrics = metrics
         self._queue: deque[_Request] = deque()
+        self._queued_crops = 0
+        self._in_flight: set[str] = set()  # sequences inside a running model batch
+        self._tasks: set[asyncio.Task[None]] = set()  # keeps running model batches referenced
+        self._active_runs = 0
         self._wakeup = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
-        # One thread: runs of the model are serialised, which keeps cross-batch order trivially.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="affectline-infer")
+        self._executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="affectline-infer")
+        self._crops_per_s = 1000.0  # running estimate, for the retry hint
+        self._anonymous = itertools.count()
+
+    # --- public API ---------------------------------------------------------------------
 
     async def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="affectline-batcher")
+            self._task = asyncio.create_task(self._dispatch(), name="affectline-batcher")
 
     async def stop(self) -> None:
-        """Stops taking requests, finishes every queued one, then returns."""
+        """Stops taking requests, finishes every queued and running one, then returns."""
         self._closing = True
         self._wakeup.set()
         if self._task is not None:
@@ -71,51 +107,114 @@ class DynamicBatcher:
             self._task = None
         self._executor.shutdown(wait=True)
 
-    async def submit(self, crops: np.ndarray) -> np.ndarray:
-        """Scores crops (uint8 [N,H,W]); returns probabilities [N,C] in the same order."""
+    async def submit(self, crops: np.ndarray, *, sequence: str | None = None) -> np.ndarray:
+        """Scores crops (uint8 [N,H,W]); returns probabilities [N,C] in the same order.
+
+        Requests of one `sequence` (a session id) are scored in submission order; a request
+        without one is independent of every other.
+        """
         if self._closing:
             raise BatcherClosed("the inference engine is shutting down")
         if len(crops) == 0:
             raise ValueError("submit() needs at least one crop")
+        if self._queued_crops + len(crops) > self.config.max_queued_crops:
+            retry = min(5.0, max(0.01, self._queued_crops / self._crops_per_s))
+            if self._metrics:
+                self._metrics.rejected_batches.labels(reason="queue_full").inc()
+            raise QueueFull(self._queued_crops, retry)
         if self._task is None:
             await self.start()
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Request(crops, future))
+        if sequence is None:
+            sequence = f"\0{next(self._anonymous)}"  # cannot collide with a session id
+        self._queue.append(_Request(sequence, crops, future))
+        self._set_queued(self._queued_crops + len(crops))
         self._wakeup.set()
         return await future
 
+    @property
     def queued_crops(self) -> int:
-        return sum(len(r.crops) for r in self._queue)
+        return self._queued_crops
 
-    async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
+    # --- dispatching ----------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
         while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
+            if self._closing and not self._queue and not self._active_runs:
+                return
+            if not self._queue or self._active_runs >= self.config.workers:
+                await self._sleep()
                 continue
             await self._wait_for_batch()
             batch = self._take_batch()
-            now = time.perf_counter()
-            if self._metrics:
-                for r in batch:
-                    self._metrics.queue_delay.observe(now - r.enqueued_at)
-            x = np.concatenate([r.crops for r in batch]) if len(batch) > 1 else batch[0].crops
-            started = time.perf_counter()
-            try:
-                probs = await loop.run_in_executor(self._executor, self._run_batch, x)
-            except Exception as exc:  # the model failed: every request of this run gets the error
-                for r in batch:
-                    if not r.future.done():
-                        r.future.set_exception(exc)
+            if not batch:  # every queued sequence is in a running batch: wait for one to finish
+                await self._sleep()
                 continue
-            finally:
-                if len(batch) > 1:
-                    x.fill(0)  # our concatenated copy of the crops; callers zero their own arrays
+            self._active_runs += 1
+            task = asyncio.create_task(self._run(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _sleep(self, timeout: float | None = None) -> None:
+        self._wakeup.clear()
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    async def _wait_for_batch(self) -> None:
+        """Waits until the queue fills a batch or its oldest request is due."""
+        deadline = self._queue[0].enqueued_at + self.config.max_queue_delay_s
+        while self._queued_crops < self.config.max_batch_size and not self._closing:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return
+            await self._sleep(remaining)
+
+    def _take_batch(self) -> list[_Request]:
+        cfg = self.config
+        share = max(1, int(cfg.max_sequence_share * cfg.max_batch_size))
+        blocked = set(self._in_flight)  # a skipped sequence stays blocked: its later requests wait too
+        per_sequence: dict[str, int] = {}
+        batch: list[_Request] = []
+        size = 0
+        kept: deque[_Request] = deque()
+        for req in self._queue:
+            n = len(req.crops)
+            taken = per_sequence.get(req.sequence, 0)
+            fits = size + n <= cfg.max_batch_size or not batch  # an oversized request runs alone
+            fair = taken == 0 or taken + n <= share
+            if req.sequence not in blocked and fits and fair and size < cfg.max_batch_size:
+                batch.append(req)
+                size += n
+                per_sequence[req.sequence] = taken + n
+            else:
+                blocked.add(req.sequence)
+                kept.append(req)
+        self._queue = kept
+        self._set_queued(self._queued_crops - size)
+        self._in_flight.update(per_sequence)
+        return batch
+
+    async def _run(self, batch: list[_Request]) -> None:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        if self._metrics:
+            for r in batch:
+                self._metrics.queue_delay.observe(started - r.enqueued_at)
+        x = np.concatenate([r.crops for r in batch]) if len(batch) > 1 else batch[0].crops
+        try:
+            probs = await loop.run_in_executor(self._executor, self._run_batch, x)
+        except Exception as exc:  # the model failed: every request of this run gets the error
+            for r in batch:
+                if not r.future.done():
+                    r.future.set_exception(exc)
+            return
+        else:
+            elapsed = time.perf_counter() - started
+            self._crops_per_s = 0.8 * self._crops_per_s + 0.2 * (len(x) / max(elapsed, 1e-6))
             if self._metrics:
-                self._metrics.inference_duration.observe(time.perf_counter() - started)
+                self._metrics.inference_duration.observe(elapsed)
                 self._metrics.batch_size.observe(len(x))
             offset = 0
             for r in batch:
@@ -123,25 +222,14 @@ class DynamicBatcher:
                 if not r.future.done():  # a cancelled caller no longer wants its result
                     r.future.set_result(probs[offset : offset + n])
                 offset += n
+        finally:
+            if len(batch) > 1:
+                x.fill(0)  # our concatenated copy of the crops; callers zero their own arrays
+            self._in_flight.difference_update(r.sequence for r in batch)
+            self._active_runs -= 1
+            self._wakeup.set()
 
-    async def _wait_for_batch(self) -> None:
-        """Waits until the queue fills a batch or its oldest request is due."""
-        deadline = self._queue[0].enqueued_at + self.max_queue_delay_s
-        while self.queued_crops() < self.max_batch_size and not self._closing:
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                return
-            self._wakeup.clear()
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), remaining)
-            except TimeoutError:
-                return
-
-    def _take_batch(self) -> list[_Request]:
-        batch = [self._queue.popleft()]
-        size = len(batch[0].crops)
-        while self._queue and size + len(self._queue[0].crops) <= self.max_batch_size:
-            req = self._queue.popleft()
-            batch.append(req)
-            size += len(req.crops)
-        return batch
+    def _set_queued(self, value: int) -> None:
+        self._queued_crops = value
+        if self._metrics:
+            self._metrics.queued_crops.set(value)
