@@ -200,3 +200,20 @@ def test_a_session_survives_a_server_restart(db_url, tmp_path, fer_faces):
         assert ack.seq == 1 and not ack.duplicate and ack.frames_accepted_total == 20
         assert partner.sessions.EndSession(session.end_request()).summary.frames_total == 20
         partner.close()
+
+
+def test_smoothed_scores_are_acked_live_and_read_back_from_the_timeline(server, fer_faces):
+    partner = GrpcPartner(server.grpc_target)
+    session = partner.start()
+    faces = [fer_faces["happy"][0], fer_faces["sad"][0]] * 5
+    ack = partner.sessions.PushCrops(session.push_request(frames_of(faces, step_ms=33)))
+    ack2 = partner.sessions.PushCrops(session.push_request(frames_of(faces, start_ms=330, step_ms=33)))
+    raw_happy = [r.scores.happy for r in [*ack.results, *ack2.results]]
+    smooth_happy = [r.smoothed_scores.happy for r in [*ack.results, *ack2.results]]
+    assert smooth_happy[0] == pytest.approx(raw_happy[0])  # first frame passes through
+    # Alternating happy/sad faces: the smoothed curve swings less than the raw one.
+    swing = lambda xs: max(abs(a - b) for a, b in zip(xs, xs[1:]))
+    assert swing(smooth_happy[2:]) < 0.5 * swing(raw_happy[2:])
+    timeline = partner.analytics.GetSessionTimeline(analytics_pb2.GetSessionTimelineRequest(session_id=session.session_id))
+    assert [f.smoothed_scores.happy for f in timeline.frames] == pytest.approx(smooth_happy, abs=1e-6)
+    partner.close()

@@ -20,7 +20,8 @@ from sqlalchemy import Engine, text
 
 from affectline.config import Settings
 from affectline.crypto import KEY_BYTES, KeyWrapper
-from affectline.inference.batcher import DynamicBatcher
+from affectline.inference.batcher import BatcherConfig, DynamicBatcher
+from affectline.inference.smoothing import SmoothingConfig
 from affectline.inference.engine import EmotionModel
 from affectline.metrics import Metrics
 from affectline.models.registry import ModelRegistry
@@ -90,8 +91,13 @@ def build_parts(settings: Settings) -> Parts:
     model = EmotionModel.load(ModelRegistry().get(*_split_model(settings.model)), intra_op_threads=settings.inference_threads)
     batcher = DynamicBatcher(
         model.predict,
-        max_batch_size=settings.max_batch_size,
-        max_queue_delay_s=settings.max_queue_delay_ms / 1000.0,
+        BatcherConfig(
+            max_batch_size=settings.max_batch_size,
+            max_queue_delay_s=settings.max_queue_delay_ms / 1000.0,
+            max_queued_crops=settings.max_queued_crops,
+            max_sequence_share=settings.max_session_share,
+            workers=settings.inference_workers,
+        ),
         metrics=metrics,
     )
     width, height = model.crop_size
@@ -102,6 +108,7 @@ def build_parts(settings: Settings) -> Parts:
         key_wrapper=KeyWrapper(load_or_create_kek(settings)),
         metrics=metrics,
         session_ttl=timedelta(seconds=settings.session_ttl_s),
+        smoothing=SmoothingConfig.parse(settings.smoothing),
     )
     analytics_service = AnalyticsService(store=store)
     bindings = [

@@ -24,7 +24,14 @@ class Settings:
     # Dynamic batching knobs of the inference engine.
     max_batch_size: int = 64
     max_queue_delay_ms: float = 5.0
-    inference_threads: int = 0  # 0: onnxruntime decides
+    # Past this many queued crops, PushCrops answers RESOURCE_EXHAUSTED with a retry hint.
+    max_queued_crops: int = 4096
+    # Most of one model batch that one session may fill (beyond its first request).
+    max_session_share: float = 0.5
+    inference_workers: int = 1  # concurrent model runs
+    inference_threads: int = 0  # onnxruntime intra-op threads per run; 0: onnxruntime decides
+    # Temporal smoothing of each session's probabilities: "ema:<tau ms>" or "none".
+    smoothing: str = "ema:250"
     # Largest CropBatch a client may send.
     max_frames_per_batch: int = 64
     session_ttl_s: int = 4 * 3600

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from affectline.crypto import KeyWrapper
+from affectline.inference.smoothing import EmaState
 from affectline.storage.records import SessionRecord
 from affectline.storage.timeline_store import TimelineStore
 
@@ -22,6 +23,9 @@ class LiveSession:
     key: bytes
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     frames_accepted: int = 0
+    # Highest accepted seq: a higher seq cannot be a retry, so it skips the duplicate lookup.
+    max_seq: int | None = None
+    smoothing: EmaState = field(default_factory=EmaState)
 
 
 class LiveSessions:
@@ -49,6 +53,10 @@ class LiveSessions:
             key = self._wrapper.unwrap(record.wrapped_key, record.session_id)
             live = LiveSession(record=record, key=key)
             live.frames_accepted = await self._run_io(self._store.count_frames, session_id)
+            live.max_seq = await self._run_io(self._store.max_seq, session_id)
+            last = await self._run_io(self._store.last_face_frame, session_id)
+            if last is not None:  # resume smoothing where the previous process left off
+                live.smoothing = EmaState(last.smoothed or last.probs, last.video_time_ms)
             self._live[session_id] = live
         return live
 

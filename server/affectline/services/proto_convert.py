@@ -38,9 +38,11 @@ def from_timestamp(ts: Timestamp) -> datetime:
 
 
 def frame_result(frame: FrameRecord) -> session_pb2.FrameResult:
+    smoothed = frame.smoothed or frame.probs
     return session_pb2.FrameResult(
         video_time_ms=frame.video_time_ms,
         face_present=frame.face_present,
         scores=scores_message(frame.probs),
-        top_emotion=top_emotion(frame.probs),
+        top_emotion=top_emotion(smoothed),
+        smoothed_scores=scores_message(smoothed),
     )

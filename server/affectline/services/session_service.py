@@ -15,14 +15,17 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import AsyncIterator, Awaitable, Callable, TypeVar
+from typing import AsyncIterator, Awaitable, Callable, Protocol, TypeVar
 
 import numpy as np
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from google.protobuf.message import DecodeError
+from sqlalchemy.exc import IntegrityError
 
 from affectline import crypto
+from affectline.inference.batcher import QueueFull
+from affectline.inference.smoothing import EmaState, SmoothingConfig, smooth_step
 from affectline.metrics import Metrics
 from affectline.services.live_sessions import LiveSession, LiveSessions
 from affectline.services.proto_convert import from_timestamp, frame_result, scores_message, timestamp, top_emotion
@@ -50,7 +53,10 @@ class CropSpec:
         return self.width * self.height * self.channels
 
 
-Score = Callable[[np.ndarray], Awaitable[np.ndarray]]
+class Score(Protocol):
+    """The inference engine as the service sees it (DynamicBatcher.submit)."""
+
+    def __call__(self, crops: np.ndarray, *, sequence: str | None = None) -> Awaitable[np.ndarray]: ...
 
 
 def _error(code: Code, message: str) -> ConnectError:
@@ -81,6 +87,7 @@ class SessionService:
         key_wrapper: crypto.KeyWrapper,
         metrics: Metrics,
         session_ttl: timedelta,
+        smoothing: SmoothingConfig = SmoothingConfig(),
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ) -> None:
         self._store = store
@@ -89,6 +96,7 @@ class SessionService:
         self._wrapper = key_wrapper
         self._metrics = metrics
         self._ttl = session_ttl
+        self._smoothing = smoothing
         self._now = now
         self._sessions = LiveSessions(store, key_wrapper, self._io)
 
@@ -197,16 +205,14 @@ class SessionService:
         if len(request.nonce) != crypto.NONCE_BYTES:
             raise _error(Code.INVALID_ARGUMENT, f"nonce must be {crypto.NONCE_BYTES} bytes, got {len(request.nonce)}")
         digest = crypto.batch_digest(request.nonce, request.ciphertext)
-        previous = await self._io(self._store.get_batch, sid, seq)
-        if previous is not None:
-            if hmac.compare_digest(previous.digest, digest):
-                # A client retry after a lost ack: acknowledge again, store nothing.
-                return self._ack(seq, previous.frames, live, duplicate=True)
-            self._metrics.decrypt_failures.labels(reason="replayed_seq").inc()
-            raise _error(Code.ALREADY_EXISTS, f"seq {seq} was already accepted with different content (replayed seq)")
-        if await self._io(self._store.nonce_used, sid, request.nonce):
-            self._metrics.decrypt_failures.labels(reason="nonce_reuse").inc()
-            raise _error(Code.INVALID_ARGUMENT, f"nonce reused: seq {seq} carries a nonce an earlier batch used")
+        if live.max_seq is not None and seq <= live.max_seq:  # only then can it be a retry
+            previous = await self._io(self._store.get_batch, sid, seq)
+            if previous is not None:
+                if hmac.compare_digest(previous.digest, digest):
+                    # A client retry after a lost ack: acknowledge again, store nothing.
+                    return self._ack(seq, previous.frames, live, duplicate=True)
+                self._metrics.decrypt_failures.labels(reason="replayed_seq").inc()
+                raise _error(Code.ALREADY_EXISTS, f"seq {seq} was already accepted with different content (replayed seq)")
         try:
             plaintext = crypto.decrypt_batch(live.key, sid, seq, request.nonce, request.ciphertext)
         except crypto.DecryptionFailed as exc:
@@ -218,24 +224,41 @@ class SessionService:
         except DecodeError as exc:
             raise _error(Code.INVALID_ARGUMENT, f"seq {seq}: decrypted payload is not a CropBatch: {exc}") from exc
         del plaintext
-        frames = await self._score_batch(seq, batch)
+        smoothing = EmaState(live.smoothing.probs, live.smoothing.last_time_ms)  # committed only if stored
+        frames = await self._score_batch(sid, seq, batch, smoothing)
         record = BatchRecord(seq=seq, nonce=request.nonce, digest=digest, frames=tuple(frames))
         started = time.perf_counter()
         try:
             stored = await self._io(self._store.append_batch, sid, record)
+        except IntegrityError as exc:
+            # The nonce is checked here, by the database's UNIQUE(session, nonce), instead of a
+            # lookup before every batch: reuse is an attack or a client bug, never the hot path.
+            if await self._io(self._store.nonce_used, sid, request.nonce):
+                self._metrics.decrypt_failures.labels(reason="nonce_reuse").inc()
+                raise _error(Code.INVALID_ARGUMENT, f"nonce reused: seq {seq} carries a nonce an earlier batch used") from exc
+            self._metrics.db_write_errors.inc()
+            raise _error(Code.UNAVAILABLE, f"seq {seq}: could not store the batch, retry it") from exc
         except Exception as exc:
             self._metrics.db_write_errors.inc()
             raise _error(Code.UNAVAILABLE, f"seq {seq}: could not store the batch, retry it: {exc}") from exc
         self._metrics.db_write_duration.observe(time.perf_counter() - started)
-        if not stored:  # another node or a racing retry stored it first: same content by digest
-            return self._ack(seq, frames, live, duplicate=True)
+        if not stored:
+            # A racing copy of this seq was stored first: a retry if the content is the same.
+            previous = await self._io(self._store.get_batch, sid, seq)
+            if previous is not None and hmac.compare_digest(previous.digest, digest):
+                return self._ack(seq, previous.frames, live, duplicate=True)
+            raise _error(Code.ALREADY_EXISTS, f"seq {seq} was already accepted with different content (replayed seq)")
+        live.smoothing = smoothing
+        live.max_seq = seq if live.max_seq is None else max(live.max_seq, seq)
         live.frames_accepted += len(frames)
         with_face = sum(f.face_present for f in frames)
         self._metrics.frames.labels(face_present="true").inc(with_face)
         self._metrics.frames.labels(face_present="false").inc(len(frames) - with_face)
         return self._ack(seq, frames, live, duplicate=False)
 
-    async def _score_batch(self, seq: int, batch: session_pb2.CropBatch) -> list[FrameRecord]:
+    async def _score_batch(
+        self, session_id: str, seq: int, batch: session_pb2.CropBatch, smoothing: EmaState
+    ) -> list[FrameRecord]:
         spec = self._spec
         n = len(batch.frames)
         if n == 0:
@@ -261,10 +284,18 @@ class SessionService:
             for j, i in enumerate(face_rows):
                 crops[j] = np.frombuffer(batch.frames[i].crop, dtype=np.uint8).reshape(spec.height, spec.width)
             try:
-                probs = await self._score(crops)
+                probs = await self._score(crops, sequence=session_id)
+            except QueueFull as exc:
+                raise _error(
+                    Code.RESOURCE_EXHAUSTED,
+                    f"seq {seq}: server busy, {exc}; re-send the same batch after retry_after_ms={exc.retry_after_s * 1000:.0f}",
+                ) from exc
             finally:
                 crops.fill(0)  # crops are never kept past inference
             probs_by_row = {i: tuple(float(p) for p in probs[j]) for j, i in enumerate(face_rows)}
+        smoothed_by_row = {
+            i: smooth_step(smoothing, batch.frames[i].video_time_ms, probs_by_row[i], self._smoothing) for i in face_rows
+        }
         frames = [
             FrameRecord(
                 seq=seq,
@@ -276,6 +307,7 @@ class SessionService:
                 head_yaw_deg=f.head_yaw_deg if f.HasField("head_yaw_deg") else None,
                 head_pitch_deg=f.head_pitch_deg if f.HasField("head_pitch_deg") else None,
                 face_box_size=f.face_box_size if f.HasField("face_box_size") else None,
+                smoothed=smoothed_by_row.get(i),
             )
             for i, f in enumerate(batch.frames)
         ]

@@ -14,7 +14,7 @@ class GetSessionTimelineRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ...) -> None: ...
 
 class TimelineFrame(_message.Message):
-    __slots__ = ("video_time_ms", "face_present", "scores", "top_emotion", "head_yaw_deg", "head_pitch_deg", "face_box_size")
+    __slots__ = ("video_time_ms", "face_present", "scores", "top_emotion", "head_yaw_deg", "head_pitch_deg", "face_box_size", "smoothed_scores")
     VIDEO_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     FACE_PRESENT_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +22,7 @@ class TimelineFrame(_message.Message):
     HEAD_YAW_DEG_FIELD_NUMBER: _ClassVar[int]
     HEAD_PITCH_DEG_FIELD_NUMBER: _ClassVar[int]
     FACE_BOX_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SMOOTHED_SCORES_FIELD_NUMBER: _ClassVar[int]
     video_time_ms: int
     face_present: bool
     scores: _common_pb2.EmotionScores
@@ -29,7 +30,8 @@ class TimelineFrame(_message.Message):
     head_yaw_deg: float
     head_pitch_deg: float
     face_box_size: float
-    def __init__(self, video_time_ms: _Optional[int] = ..., face_present: _Optional[bool] = ..., scores: _Optional[_Union[_common_pb2.EmotionScores, _Mapping]] = ..., top_emotion: _Optional[_Union[_common_pb2.Emotion, str]] = ..., head_yaw_deg: _Optional[float] = ..., head_pitch_deg: _Optional[float] = ..., face_box_size: _Optional[float] = ...) -> None: ...
+    smoothed_scores: _common_pb2.EmotionScores
+    def __init__(self, video_time_ms: _Optional[int] = ..., face_present: _Optional[bool] = ..., scores: _Optional[_Union[_common_pb2.EmotionScores, _Mapping]] = ..., top_emotion: _Optional[_Union[_common_pb2.Emotion, str]] = ..., head_yaw_deg: _Optional[float] = ..., head_pitch_deg: _Optional[float] = ..., face_box_size: _Optional[float] = ..., smoothed_scores: _Optional[_Union[_common_pb2.EmotionScores, _Mapping]] = ...) -> None: ...
 
 class GetSessionTimelineResponse(_message.Message):
     __slots__ = ("session_id", "video_id", "variant_id", "frames")

@@ -127,16 +127,18 @@ class CropFrame(_message.Message):
     def __init__(self, video_time_ms: _Optional[int] = ..., captured_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., face_present: _Optional[bool] = ..., crop: _Optional[bytes] = ..., head_yaw_deg: _Optional[float] = ..., head_pitch_deg: _Optional[float] = ..., face_box_size: _Optional[float] = ...) -> None: ...
 
 class FrameResult(_message.Message):
-    __slots__ = ("video_time_ms", "face_present", "scores", "top_emotion")
+    __slots__ = ("video_time_ms", "face_present", "scores", "top_emotion", "smoothed_scores")
     VIDEO_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     FACE_PRESENT_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     TOP_EMOTION_FIELD_NUMBER: _ClassVar[int]
+    SMOOTHED_SCORES_FIELD_NUMBER: _ClassVar[int]
     video_time_ms: int
     face_present: bool
     scores: _common_pb2.EmotionScores
     top_emotion: _common_pb2.Emotion
-    def __init__(self, video_time_ms: _Optional[int] = ..., face_present: _Optional[bool] = ..., scores: _Optional[_Union[_common_pb2.EmotionScores, _Mapping]] = ..., top_emotion: _Optional[_Union[_common_pb2.Emotion, str]] = ...) -> None: ...
+    smoothed_scores: _common_pb2.EmotionScores
+    def __init__(self, video_time_ms: _Optional[int] = ..., face_present: _Optional[bool] = ..., scores: _Optional[_Union[_common_pb2.EmotionScores, _Mapping]] = ..., top_emotion: _Optional[_Union[_common_pb2.Emotion, str]] = ..., smoothed_scores: _Optional[_Union[_common_pb2.EmotionScores, _Mapping]] = ...) -> None: ...
 
 class PushCropsResponse(_message.Message):
     __slots__ = ("seq", "duplicate", "results", "frames_accepted_total")
