@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-batch-size", type=int, help="most crops per model run [AFFECTLINE_MAX_BATCH_SIZE]")
     serve.add_argument("--max-queue-delay-ms", type=float,
                        help="longest a crop waits for a fuller batch [AFFECTLINE_MAX_QUEUE_DELAY_MS]")
+    serve.add_argument("--max-queued-crops", type=int,
+                       help="queue bound; past it PushCrops gets RESOURCE_EXHAUSTED [AFFECTLINE_MAX_QUEUED_CROPS]")
+    serve.add_argument("--inference-workers", type=int, help="concurrent model runs [AFFECTLINE_INFERENCE_WORKERS]")
+    serve.add_argument("--inference-threads", type=int,
+                       help="onnxruntime threads per run, 0 = its default [AFFECTLINE_INFERENCE_THREADS]")
+    serve.add_argument("--smoothing", help="'ema:<tau ms>' or 'none' [AFFECTLINE_SMOOTHING]")
 
     db = sub.add_parser("db", help="database schema commands")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
@@ -79,6 +85,10 @@ def _settings(args: argparse.Namespace) -> Settings:
         model=getattr(args, "model", None),
         max_batch_size=getattr(args, "max_batch_size", None),
         max_queue_delay_ms=getattr(args, "max_queue_delay_ms", None),
+        max_queued_crops=getattr(args, "max_queued_crops", None),
+        inference_workers=getattr(args, "inference_workers", None),
+        inference_threads=getattr(args, "inference_threads", None),
+        smoothing=getattr(args, "smoothing", None),
     )
 
 
