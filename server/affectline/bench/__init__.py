@@ -1,0 +1,1 @@
+"""`python -m affectline.bench`: the serving path measured against the raw model, in one run."""

@@ -1,0 +1,187 @@
+"""Benchmark: raw model ceiling vs the full serving path, on this machine, in one run.
+
+    python -m affectline.bench [--duration 20] [--clients 2] [--saturate-sessions 48]
+
+Steps: (1) onnxruntime alone on pre-made tensors at several batch sizes (the ceiling);
+(2) `affectline serve` in a subprocess with storage on (SQLite in a temp dir);
+(3) saturation: sessions send encrypted 10-frame batches back to back -> frames/s and the
+ratio to the ceiling; (4) capacity: sessions paced at 30 fps, stepping up the count until
+p99 batch latency reaches 100 ms or errors appear; (5) frames stored (counted in the
+database) vs frames acked. Client processes share the machine's cores with the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from affectline.bench.ceiling import measure_ceiling
+from affectline.bench.sessions import LoadResult, LoadSpec, run_client_process
+
+FER_NPZ = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "fer2013" / "fer2013.npz"
+SLO_P99_S = 0.100
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def load_faces(size: int) -> tuple[np.ndarray, str]:
+    from affectline.face_crop import resize
+
+    if FER_NPZ.exists():
+        d = np.load(FER_NPZ)
+        faces = d["pixels"][d["usage"] == 2][:512]
+        return np.stack([resize(f, (size, size)) for f in faces]), "FER2013 PrivateTest crops"
+    rng = np.random.default_rng(0)  # no face data here: smooth random images of the same size
+    return rng.integers(0, 255, (64, size, size), dtype=np.uint8), "synthetic crops (FER2013 absent)"
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return float(np.percentile(np.asarray(values), q))
+
+
+def run_load(spec: LoadSpec, clients: int, faces: np.ndarray) -> LoadResult:
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    per = [spec.sessions // clients + (1 if i < spec.sessions % clients else 0) for i in range(clients)]
+    procs, first = [], 0
+    for n in per:
+        if n == 0:
+            continue
+        sub = LoadSpec(**{**spec.__dict__, "sessions": n})
+        p = ctx.Process(target=run_client_process, args=(sub, faces, first, out))
+        p.start()
+        procs.append(p)
+        first += n
+    total = LoadResult()
+    for _ in procs:
+        total.merge(out.get(timeout=spec.duration_s + 120))
+    for p in procs:
+        p.join()
+    return total
+
+
+def describe(name: str, r: LoadResult) -> str:
+    lat = [x * 1000 for x in r.latencies_s]
+    fps = r.frames_acked / r.elapsed_s if r.elapsed_s else 0.0
+    return (f"{name}: {fps:,.0f} frames/s acked, batch latency p50 {percentile(lat, 50):.1f} ms "
+            f"p95 {percentile(lat, 95):.1f} ms p99 {percentile(lat, 99):.1f} ms, "
+            f"{r.frames_acked}/{r.frames_sent} frames acked, errors {r.errors or 0}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m affectline.bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="fer-mini-xception", help="registered model (default: fer-mini-xception)")
+    ap.add_argument("--duration", type=float, default=15.0, help="seconds per load step (default: 15)")
+    ap.add_argument("--clients", type=int, default=2, help="client processes (default: 2)")
+    ap.add_argument("--saturate-sessions", type=int, default=48, help="sessions in the saturation step (default: 48)")
+    ap.add_argument("--capacity-steps", default="20,40,60,80,100,120",
+                    help="session counts tried at 30 fps, in order (default: 20,40,60,80,100,120)")
+    ap.add_argument("--frames-per-batch", type=int, default=10)
+    ap.add_argument("--server-arg", action="append", default=[], help="extra `affectline serve` argument (repeatable)")
+    args = ap.parse_args(argv)
+
+    from affectline.inference.engine import EmotionModel
+    from affectline.models.registry import ModelRegistry
+
+    print(f"machine: {os.cpu_count()} cores; model {args.model}", flush=True)
+    model = EmotionModel.load(ModelRegistry().get(args.model))
+    print("[1/5] raw model ceiling (onnxruntime on pre-made tensors)...", flush=True)
+    points = measure_ceiling(model)
+    for p in points:
+        print(f"      batch {p.batch_size:>4}: {p.images_per_s:,.0f} images/s")
+    best = max(points, key=lambda p: p.images_per_s)
+    print(f"      ceiling: {best.images_per_s:,.0f} images/s at batch {best.batch_size}", flush=True)
+
+    faces, source = load_faces(model.crop_size[0])
+    with tempfile.TemporaryDirectory() as tmp:
+        grpc_port, http_port = _free_port(), _free_port()
+        print(f"[2/5] starting affectline serve (SQLite in {tmp}), crops: {source}...", flush=True)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "affectline", "serve", "--grpc-port", str(grpc_port), "--http-port", str(http_port),
+             "--data-dir", tmp, "--model", args.model, *args.server_arg],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if server.poll() is not None or time.monotonic() > deadline:
+                    print(server.stderr.read() if server.stderr else "", file=sys.stderr)
+                    raise SystemExit("server did not start")
+                time.sleep(0.2)
+            target = f"127.0.0.1:{grpc_port}"
+            total = LoadResult()
+
+            print(f"[3/5] saturation: {args.saturate_sessions} sessions, batches back to back, {args.duration:.0f} s...", flush=True)
+            sat = run_load(LoadSpec(target, args.saturate_sessions, args.duration, paced=False,
+                                    frames_per_batch=args.frames_per_batch, video_id="bench-saturation"), args.clients, faces)
+            total.merge(sat)
+            print("      " + describe("saturation", sat), flush=True)
+
+            print(f"[4/5] capacity at 30 fps per session, {args.duration:.0f} s per step...", flush=True)
+            capacity, capacity_result = 0, None
+            for n in (int(x) for x in args.capacity_steps.split(",")):
+                step = run_load(LoadSpec(target, n, args.duration, paced=True, frames_per_batch=args.frames_per_batch,
+                                         video_id=f"bench-paced-{n}"), args.clients, faces)
+                total.merge(step)
+                p99 = percentile(step.latencies_s, 99)
+                ok = p99 < SLO_P99_S and not step.errors and step.frames_acked == step.frames_sent
+                print("      " + describe(f"{n:>4} sessions", step) + ("" if ok else "  <- over SLO"), flush=True)
+                if not ok:
+                    break
+                capacity, capacity_result = n, step
+
+            print("[5/5] frames stored vs acked...", flush=True)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=60)
+        from affectline.storage.database import make_engine
+        from affectline.storage.timeline_store import TimelineStore
+
+        engine = make_engine(f"sqlite:///{Path(tmp) / 'affectline.db'}")
+        stored = TimelineStore(engine).count_frames()
+        engine.dispose()
+
+    sat_fps = sat.frames_acked / sat.elapsed_s
+    print("\n=== summary ===")
+    print(f"raw ceiling            {best.images_per_s:,.0f} images/s (batch {best.batch_size})")
+    print(f"serving, saturated     {sat_fps:,.0f} frames/s = {sat_fps / best.images_per_s:.0%} of ceiling; "
+          f"p50/p95/p99 {percentile(sat.latencies_s, 50) * 1000:.0f}/{percentile(sat.latencies_s, 95) * 1000:.0f}/"
+          f"{percentile(sat.latencies_s, 99) * 1000:.0f} ms")
+    if capacity_result is not None:
+        cap_fps = capacity_result.frames_acked / capacity_result.elapsed_s
+        print(f"capacity at 30 fps     {capacity} sessions with p99 < 100 ms: {cap_fps:,.0f} frames/s = "
+              f"{cap_fps / best.images_per_s:.0%} of ceiling; p99 {percentile(capacity_result.latencies_s, 99) * 1000:.0f} ms")
+    else:
+        print(f"capacity at 30 fps     below the first step ({args.capacity_steps.split(',')[0]} sessions)")
+    print(f"errors                 {total.errors or 0}")
+    print(f"frames sent/acked/stored {total.frames_sent}/{total.frames_acked}/{stored}"
+          + ("  (all acked frames stored)" if stored == total.frames_acked else "  <- MISMATCH"))
+    return 0 if stored == total.frames_acked else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

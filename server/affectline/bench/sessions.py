@@ -1,0 +1,97 @@
+"""Simulated viewer sessions: real handshake, real encryption of real face crops, native gRPC.
+
+Each client process runs many sessions on one asyncio loop. A session sends one
+PushCrops of `frames_per_batch` frames at a time (as the browser does), either paced at
+`fps` (a viewer watching) or back to back (saturation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import grpc
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from affectline.partner_client import ClientSession, Frame, start_request
+from affectline.v1 import session_pb2_grpc
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    target: str
+    sessions: int
+    duration_s: float
+    fps: float = 30.0
+    frames_per_batch: int = 10
+    paced: bool = True
+    video_id: str = "bench"
+
+
+@dataclass
+class LoadResult:
+    latencies_s: list[float] = field(default_factory=list)
+    frames_sent: int = 0
+    frames_acked: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    def merge(self, other: "LoadResult") -> None:
+        self.latencies_s += other.latencies_s
+        self.frames_sent += other.frames_sent
+        self.frames_acked += other.frames_acked
+        for k, v in other.errors.items():
+            self.errors[k] = self.errors.get(k, 0) + v
+        self.elapsed_s = max(self.elapsed_s, other.elapsed_s)
+
+
+async def _one_session(stub, spec: LoadSpec, faces: np.ndarray, index: int, stop_at: float, result: LoadResult) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    started = await stub.StartSession(start_request(key, video_id=spec.video_id, viewer_id=f"bench-{index}"))
+    session = ClientSession.open(key, started)
+    batch_period = spec.frames_per_batch / spec.fps
+    # Stagger session phases across one batch period, as real viewers are not synchronised.
+    next_at = time.perf_counter() + (index % 97) / 97 * batch_period
+    frame_no = 0
+    while True:
+        if spec.paced:
+            delay = next_at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            next_at += batch_period
+        if time.perf_counter() >= stop_at:
+            break
+        frames = [
+            Frame(video_time_ms=int((frame_no + i) * 1000 / spec.fps), crop=faces[(index + frame_no + i) % len(faces)])
+            for i in range(spec.frames_per_batch)
+        ]
+        request = session.push_request(frames)
+        frame_no += spec.frames_per_batch
+        result.frames_sent += len(frames)
+        t0 = time.perf_counter()
+        try:
+            ack = await stub.PushCrops(request)
+        except grpc.aio.AioRpcError as exc:
+            result.errors[exc.code().name] = result.errors.get(exc.code().name, 0) + 1
+            continue
+        result.latencies_s.append(time.perf_counter() - t0)
+        result.frames_acked += len(ack.results)
+    await stub.EndSession(session.end_request())
+
+
+async def _run(spec: LoadSpec, faces: np.ndarray, first_index: int) -> LoadResult:
+    result = LoadResult()
+    async with grpc.aio.insecure_channel(spec.target) as channel:
+        stub = session_pb2_grpc.SessionServiceStub(channel)
+        t0 = time.perf_counter()
+        stop_at = t0 + spec.duration_s
+        await asyncio.gather(*(_one_session(stub, spec, faces, first_index + i, stop_at, result) for i in range(spec.sessions)))
+        result.elapsed_s = time.perf_counter() - t0
+    return result
+
+
+def run_client_process(spec: LoadSpec, faces: np.ndarray, first_index: int, out) -> None:
+    """Entry point of one client process: puts its LoadResult on the queue `out`."""
+    out.put(asyncio.run(_run(spec, faces, first_index)))
