@@ -30,6 +30,7 @@ from affectline.serving.http_app import build_http_app
 from affectline.serving.rpc_methods import ServiceBinding
 from affectline.services.analytics_service import AnalyticsService
 from affectline.services.session_service import CropSpec, SessionService
+from affectline.storage.batch_writer import GroupCommitWriter
 from affectline.storage.database import make_engine, redact_url, upgrade
 from affectline.storage.timeline_store import TimelineStore
 from affectline.v1 import analytics_pb2, session_pb2
@@ -75,6 +76,7 @@ class Parts:
     metrics: Metrics
     engine: Engine
     store: TimelineStore
+    writer: GroupCommitWriter
     model: EmotionModel
     batcher: DynamicBatcher
     session_service: SessionService
@@ -88,7 +90,8 @@ def build_parts(settings: Settings) -> Parts:
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)  # migrations are the only way the schema is made
     store = TimelineStore(engine)
-    model = EmotionModel.load(ModelRegistry().get(*_split_model(settings.model)), intra_op_threads=settings.inference_threads)
+    model = EmotionModel.load(ModelRegistry().get(*_split_model(settings.model)), intra_op_threads=settings.inference_threads,
+                               spin=bool(settings.inference_spin))
     batcher = DynamicBatcher(
         model.predict,
         BatcherConfig(
@@ -101,8 +104,10 @@ def build_parts(settings: Settings) -> Parts:
         metrics=metrics,
     )
     width, height = model.crop_size
+    writer = GroupCommitWriter(store, metrics=metrics)
     session_service = SessionService(
         store=store,
+        writer=writer,
         score=batcher.submit,
         crop_spec=CropSpec(width, height, 1, model.key, settings.max_frames_per_batch),
         key_wrapper=KeyWrapper(load_or_create_kek(settings)),
@@ -116,7 +121,7 @@ def build_parts(settings: Settings) -> Parts:
         ServiceBinding(analytics_pb2.DESCRIPTOR.services_by_name["AnalyticsService"], analytics_service),
     ]
     metrics.active_sessions.set(store.active_session_count(datetime.now(timezone.utc)))
-    return Parts(settings, metrics, engine, store, model, batcher, session_service, analytics_service, bindings)
+    return Parts(settings, metrics, engine, store, writer, model, batcher, session_service, analytics_service, bindings)
 
 
 def _split_model(spec: str) -> tuple[str, str | None]:
@@ -179,6 +184,7 @@ class AffectlineServer:
         if self._http_task is not None:
             await self._http_task
         await self.parts.batcher.stop()
+        await asyncio.to_thread(self.parts.writer.close)  # after the batcher: in-flight batches get stored
         if self._http_socket is not None:  # never started
             self._http_socket.close()
         self.parts.engine.dispose()

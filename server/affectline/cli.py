@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--inference-workers", type=int, help="concurrent model runs [AFFECTLINE_INFERENCE_WORKERS]")
     serve.add_argument("--inference-threads", type=int,
                        help="onnxruntime threads per run, 0 = its default [AFFECTLINE_INFERENCE_THREADS]")
+    serve.add_argument("--inference-spin", type=int, choices=(0, 1),
+                       help="1: onnxruntime threads busy-wait between runs; 0: they sleep [AFFECTLINE_INFERENCE_SPIN]")
     serve.add_argument("--smoothing", help="'ema:<tau ms>' or 'none' [AFFECTLINE_SMOOTHING]")
 
     db = sub.add_parser("db", help="database schema commands")
@@ -89,6 +91,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         inference_workers=getattr(args, "inference_workers", None),
         inference_threads=getattr(args, "inference_threads", None),
         smoothing=getattr(args, "smoothing", None),
+        inference_spin=getattr(args, "inference_spin", None),
     )
 
 

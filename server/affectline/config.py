@@ -28,8 +28,12 @@ class Settings:
     max_queued_crops: int = 4096
     # Most of one model batch that one session may fill (beyond its first request).
     max_session_share: float = 0.5
-    inference_workers: int = 1  # concurrent model runs
-    inference_threads: int = 0  # onnxruntime intra-op threads per run; 0: onnxruntime decides
+    # Defaults measured on a 2-core host (docs/performance.md): two single-threaded model runs
+    # at once, threads sleeping between runs, used ~35 % less CPU than one 2-thread spinning run.
+    inference_workers: int = 2  # concurrent model runs
+    inference_threads: int = 1  # onnxruntime intra-op threads per run; 0: onnxruntime decides
+    # onnxruntime worker threads busy-wait between runs (1) or sleep (0).
+    inference_spin: int = 0
     # Temporal smoothing of each session's probabilities: "ema:<tau ms>" or "none".
     smoothing: str = "ema:250"
     # Largest CropBatch a client may send.

@@ -28,6 +28,7 @@ class Metrics:
     decrypt_failures: Counter
     db_write_duration: Histogram
     db_write_errors: Counter
+    db_group_size: Histogram
     queued_crops: Gauge
     rejected_batches: Counter
 
@@ -65,11 +66,15 @@ class Metrics:
                 "affectline_decrypt_failures_total", "Crop batches rejected by the crypto layer.", ["reason"], registry=r,
             ),
             db_write_duration=Histogram(
-                "affectline_db_write_duration_seconds", "Time to store one batch of frames.",
+                "affectline_db_write_duration_seconds", "Time of one group commit of crop batches.",
                 buckets=LATENCY_BUCKETS, registry=r,
             ),
             db_write_errors=Counter(
                 "affectline_db_write_errors_total", "Failed frame-batch writes.", registry=r,
+            ),
+            db_group_size=Histogram(
+                "affectline_db_group_commit_batches", "Crop batches stored per database transaction.",
+                buckets=BATCH_SIZE_BUCKETS, registry=r,
             ),
             queued_crops=Gauge(
                 "affectline_inference_queued_crops", "Crops waiting in the batcher queue.", registry=r,

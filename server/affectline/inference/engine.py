@@ -43,10 +43,13 @@ class EmotionModel:
 
     @classmethod
     def load(cls, registered: RegisteredModel, *, providers: Sequence[str] | None = None,
-             intra_op_threads: int = 0) -> EmotionModel:
-        """`intra_op_threads` 0 lets onnxruntime pick (one per physical core)."""
+             intra_op_threads: int = 0, spin: bool = True) -> EmotionModel:
+        """`intra_op_threads` 0 lets onnxruntime pick (one per physical core). `spin=False` stops
+        idle worker threads from busy-waiting, which leaves the cores to the RPC path on small hosts."""
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = intra_op_threads
+        if not spin:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         chosen = list(providers) if providers is not None else choose_providers(ort.get_available_providers())
         session = ort.InferenceSession(str(registered.onnx_path), sess_options=opts, providers=chosen)

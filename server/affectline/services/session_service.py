@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import re
 import secrets
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -29,6 +28,7 @@ from affectline.inference.smoothing import EmaState, SmoothingConfig, smooth_ste
 from affectline.metrics import Metrics
 from affectline.services.live_sessions import LiveSession, LiveSessions
 from affectline.services.proto_convert import from_timestamp, frame_result, scores_message, timestamp, top_emotion
+from affectline.storage.batch_writer import GroupCommitWriter
 from affectline.storage.records import BatchRecord, ConsentInfo, FrameRecord, SessionRecord, ViewerInfo
 from affectline.storage.timeline_store import TimelineStore
 from affectline.v1 import session_pb2
@@ -82,6 +82,7 @@ class SessionService:
         self,
         *,
         store: TimelineStore,
+        writer: GroupCommitWriter,
         score: Score,
         crop_spec: CropSpec,
         key_wrapper: crypto.KeyWrapper,
@@ -91,6 +92,7 @@ class SessionService:
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ) -> None:
         self._store = store
+        self._writer = writer
         self._score = score
         self._spec = crop_spec
         self._wrapper = key_wrapper
@@ -227,9 +229,8 @@ class SessionService:
         smoothing = EmaState(live.smoothing.probs, live.smoothing.last_time_ms)  # committed only if stored
         frames = await self._score_batch(sid, seq, batch, smoothing)
         record = BatchRecord(seq=seq, nonce=request.nonce, digest=digest, frames=tuple(frames))
-        started = time.perf_counter()
         try:
-            stored = await self._io(self._store.append_batch, sid, record)
+            stored = await self._writer.write(sid, record)
         except IntegrityError as exc:
             # The nonce is checked here, by the database's UNIQUE(session, nonce), instead of a
             # lookup before every batch: reuse is an attack or a client bug, never the hot path.
@@ -241,7 +242,6 @@ class SessionService:
         except Exception as exc:
             self._metrics.db_write_errors.inc()
             raise _error(Code.UNAVAILABLE, f"seq {seq}: could not store the batch, retry it: {exc}") from exc
-        self._metrics.db_write_duration.observe(time.perf_counter() - started)
         if not stored:
             # A racing copy of this seq was stored first: a retry if the content is the same.
             previous = await self._io(self._store.get_batch, sid, seq)

@@ -164,28 +164,45 @@ class TimelineStore:
         (unknown session, reused nonce, duplicate frame index) and ValueError on a malformed
         frame.
         """
-        rows = [_frame_row(session_id, batch.seq, frame) for frame in batch.frames]
+        return self.append_batches([(session_id, batch)])[0]
+
+    def append_batches(self, items: Sequence[tuple[str, BatchRecord]]) -> list[bool]:
+        """Stores several sessions' batches in ONE transaction (group commit): all or nothing.
+
+        Per item, like append_batch: False when that (session, seq) was already stored. Any
+        error rolls back the whole group; the caller then retries the items one by one so
+        only the faulty batch fails.
+        """
+        prepared = [
+            (session_id, batch, [_frame_row(session_id, batch.seq, frame) for frame in batch.frames])
+            for session_id, batch in items
+        ]
+        claimed_all: list[bool] = []
+        frame_rows: list[dict[str, Any]] = []
         with self._engine.begin() as conn:
-            claimed = conn.execute(
-                self._insert(_batches)
-                .values(
-                    session_id=session_id,
-                    seq=batch.seq,
-                    nonce=batch.nonce,
-                    digest=batch.digest,
-                    frames=len(rows),
-                    accepted_at=_now(),
-                )
-                .on_conflict_do_nothing(index_elements=[_batches.c.session_id, _batches.c.seq])
-                # RETURNING tells portably whether the row was inserted (rowcount is -1 for
-                # Core inserts on psycopg unless asked to preserve it).
-                .returning(_batches.c.seq)
-            ).first()
-            if claimed is None:
-                return False
-            if rows:
-                self._write_frames(conn, rows)
-        return True
+            accepted_at = _now()
+            for session_id, batch, rows in prepared:
+                claimed = conn.execute(
+                    self._insert(_batches)
+                    .values(
+                        session_id=session_id,
+                        seq=batch.seq,
+                        nonce=batch.nonce,
+                        digest=batch.digest,
+                        frames=len(rows),
+                        accepted_at=accepted_at,
+                    )
+                    .on_conflict_do_nothing(index_elements=[_batches.c.session_id, _batches.c.seq])
+                    # RETURNING tells portably whether the row was inserted (rowcount is -1 for
+                    # Core inserts on psycopg unless asked to preserve it).
+                    .returning(_batches.c.seq)
+                ).first()
+                claimed_all.append(claimed is not None)
+                if claimed is not None:
+                    frame_rows.extend(rows)
+            if frame_rows:
+                self._write_frames(conn, frame_rows)
+        return claimed_all
 
     def get_batch(self, session_id: str, seq: int) -> BatchRecord | None:
         with self._engine.connect() as conn:
