@@ -121,3 +121,13 @@ def test_serve_on_a_taken_port_fails_cleanly(tmp_path):
         port = taken.getsockname()[1]
         result = run("serve", "--http-port", str(port), "--grpc-port", str(free_port()), "--data-dir", str(tmp_path))
     assert result.returncode == 2 and "error" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_privacy_erase_and_purge(tmp_path):
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    erase = run("privacy", "erase", "--viewer-id", "nobody", "--database-url", url)
+    assert erase.returncode == 0 and "0 sessions" in erase.stdout
+    purge = run("privacy", "purge", "--older-than-days", "30", "--database-url", url)
+    assert purge.returncode == 0 and "purged 0 sessions" in purge.stdout
+    bad = run("privacy", "purge", "--older-than-days", "0", "--database-url", url)
+    assert bad.returncode == 2 and "must be > 0" in bad.stderr

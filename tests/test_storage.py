@@ -286,3 +286,27 @@ def test_concurrent_appends_from_threads(store: TimelineStore) -> None:
         results = list(pool.map(lambda b: store.append_batch("s1", b), batches + batches))
     assert sorted(results) == [False] * 20 + [True] * 20
     assert store.count_frames("s1") == 200
+
+
+def test_erase_viewer_removes_their_sessions_and_frames_only(store: TimelineStore):
+    store.create_session(session_record("a"))
+    other = session_record("b")
+    other = replace(other, viewer=replace(other.viewer, viewer_id="someone-else"))
+    store.create_session(other)
+    for sid in ("a", "b"):
+        store.append_batch(sid, batch(0, [frame(0, 0, 0, (1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0))]))
+    viewer = session_record("a").viewer.viewer_id
+    assert store.erase_viewer(viewer) == 1
+    assert store.get_session("a") is None and store.count_frames("a") == 0
+    assert store.get_session("b") is not None and store.count_frames("b") == 1
+    assert store.erase_viewer(viewer) == 0
+
+
+def test_retention_purges_old_sessions_and_their_frames(store: TimelineStore):
+    old = replace(session_record("old"), started_at=datetime(2020, 1, 1, tzinfo=UTC))
+    store.create_session(old)
+    store.create_session(session_record("new"))
+    store.append_batch("old", batch(0, [frame(0, 0, 0, None)]))
+    assert store.purge_sessions_started_before(datetime(2021, 1, 1, tzinfo=UTC)) == 1
+    assert store.get_session("old") is None and store.count_frames("old") == 0
+    assert store.get_session("new") is not None

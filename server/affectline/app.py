@@ -140,6 +140,7 @@ class AffectlineServer:
         self._http_port: int = self._http_socket.getsockname()[1]
         self._shutdown = asyncio.Event()
         self._http_task: asyncio.Task[Any] | None = None
+        self._retention_task: asyncio.Task[None] | None = None
 
     @property
     def grpc_port(self) -> int:
@@ -159,7 +160,20 @@ class AffectlineServer:
         return {"status": "ok" if db == "ok" else "degraded", "database": db, "model": self.parts.model.key,
                 "providers": self.parts.model.providers}
 
+    async def _retention_loop(self) -> None:
+        days = self.parts.settings.retention_days
+        while days > 0:
+            cutoff = datetime.now(timezone.utc) - timedelta(days=days)
+            try:
+                purged = await asyncio.to_thread(self.parts.store.purge_sessions_started_before, cutoff)
+                if purged:
+                    log.info("retention: deleted %d sessions started before %s", purged, cutoff.isoformat())
+            except Exception:  # a failed purge must not stop the server; it is retried next hour
+                log.exception("retention purge failed")
+            await asyncio.sleep(3600)
+
     async def start(self) -> None:
+        self._retention_task = asyncio.create_task(self._retention_loop(), name="affectline-retention")
         await self.parts.batcher.start()
         await self._grpc.start()
         config = HypercornConfig()
@@ -180,6 +194,8 @@ class AffectlineServer:
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stops taking new calls, lets in-flight ones finish, drains the batcher."""
         self._shutdown.set()
+        if self._retention_task is not None:
+            self._retention_task.cancel()
         await self._grpc.stop(grace_s)
         if self._http_task is not None:
             await self._http_task

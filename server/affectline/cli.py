@@ -72,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--format", choices=("csv", "json"), default="csv", help="output format (default: csv)")
     classify.add_argument("--model", help="registered model NAME[/VERSION] (default: the server's default model)")
 
+    privacy = sub.add_parser("privacy", help="erasure and retention of viewers' data")
+    privacy_sub = privacy.add_subparsers(dest="privacy_command", required=True, metavar="PRIVACY_COMMAND")
+    erase = privacy_sub.add_parser("erase", help="delete a viewer and every session and frame recorded for them")
+    erase.add_argument("--viewer-id", required=True, help="the pseudonymous viewer id used in StartSession")
+    _add_db_flags(erase)
+    purge = privacy_sub.add_parser("purge", help="delete sessions older than the retention period now")
+    purge.add_argument("--older-than-days", type=int, help="default: AFFECTLINE_RETENTION_DAYS")
+    _add_db_flags(purge)
+
     models = sub.add_parser("models", help="list the registered models")
     models.set_defaults(models_command="list")
     return parser
@@ -139,6 +148,31 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _privacy(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import datetime, timedelta, timezone
+
+    from affectline.storage.database import make_engine, upgrade
+    from affectline.storage.timeline_store import TimelineStore
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        upgrade(engine)
+        store = TimelineStore(engine)
+        if args.privacy_command == "erase":
+            n = store.erase_viewer(args.viewer_id)
+            print(f"erased viewer {args.viewer_id!r}: {n} sessions with their frames")
+            return 0
+        days = args.older_than_days if args.older_than_days is not None else settings.retention_days
+        if days <= 0:
+            raise ValueError("--older-than-days must be > 0")
+        cutoff = datetime.now(timezone.utc) - timedelta(days=days)
+        print(f"purged {store.purge_sessions_started_before(cutoff)} sessions started before {cutoff:%Y-%m-%d %H:%M} UTC")
+        return 0
+    finally:
+        engine.dispose()
+
+
 def _classify(args: argparse.Namespace, settings: Settings) -> int:
     from affectline.classify import classify_files, write_results
     from affectline.inference.engine import EmotionModel
@@ -182,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _db(args, settings)
         if args.command == "classify":
             return _classify(args, settings)
+        if args.command == "privacy":
+            return _privacy(args, settings)
         return _models()
     except KeyboardInterrupt:
         return 130

@@ -39,6 +39,8 @@ class Settings:
     # Largest CropBatch a client may send.
     max_frames_per_batch: int = 64
     session_ttl_s: int = 4 * 3600
+    # Sessions (and their frames) older than this are deleted; checked at start and hourly. 0 keeps all.
+    retention_days: int = 180
     # Key-encryption key for stored session keys: 64 hex chars. Empty: <data_dir>/kek.bin, made on first start.
     kek_hex: str = ""
 

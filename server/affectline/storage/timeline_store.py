@@ -19,6 +19,7 @@ from sqlalchemy import (
     Row,
     Table,
     case,
+    delete,
     func,
     insert,
     select,
@@ -135,6 +136,25 @@ class TimelineStore:
         if record is None:
             raise KeyError(session_id)
         return record
+
+    # ---------------------------------------------------------------- retention and erasure
+
+    def erase_viewer(self, viewer_id: str) -> int:
+        """Deletes a viewer and everything recorded about them (sessions, batches, frames, by
+        ON DELETE CASCADE). Returns the number of sessions erased; 0 for an unknown viewer."""
+        with self._engine.begin() as conn:
+            erased = conn.execute(delete(_sessions).where(_sessions.c.viewer_id == viewer_id)).rowcount
+            conn.execute(delete(_viewers).where(_viewers.c.viewer_id == viewer_id))
+        return int(erased or 0)
+
+    def purge_sessions_started_before(self, cutoff: datetime) -> int:
+        """Retention: deletes sessions (with their frames) that started before `cutoff`, and
+        viewers left without sessions. Returns the number of sessions deleted."""
+        with self._engine.begin() as conn:
+            purged = conn.execute(delete(_sessions).where(_sessions.c.started_at < to_utc(cutoff))).rowcount
+            orphaned = select(_sessions.c.viewer_id).where(_sessions.c.viewer_id == _viewers.c.viewer_id).exists()
+            conn.execute(delete(_viewers).where(~orphaned))
+        return int(purged or 0)
 
     def count_sessions(self, video_id: str, variant_id: str | None = None) -> int:
         query = select(func.count()).select_from(_sessions).where(_sessions.c.video_id == video_id)
