@@ -91,7 +91,7 @@ def build_parts(settings: Settings) -> Parts:
     upgrade(engine)  # migrations are the only way the schema is made
     store = TimelineStore(engine)
     model = EmotionModel.load(ModelRegistry().get(*_split_model(settings.model)), intra_op_threads=settings.inference_threads,
-                               spin=bool(settings.inference_spin))
+                               spin=bool(settings.inference_spin), variant=settings.model_variant)
     batcher = DynamicBatcher(
         model.predict,
         BatcherConfig(
@@ -157,7 +157,7 @@ class AffectlineServer:
             db = "ok"
         except Exception as exc:  # report, don't crash the probe
             db = f"error: {type(exc).__name__}"
-        return {"status": "ok" if db == "ok" else "degraded", "database": db, "model": self.parts.model.key,
+        return {"status": "ok" if db == "ok" else "degraded", "database": db, "model": self.parts.model.key, "variant": self.parts.model.variant,
                 "providers": self.parts.model.providers}
 
     async def _retention_loop(self) -> None:
@@ -186,9 +186,10 @@ class AffectlineServer:
         app = build_http_app(self.parts.bindings, self.parts.metrics, health_check=self.health)
         self._http_task = asyncio.create_task(hypercorn_serve(app, config, shutdown_trigger=self._shutdown.wait))
         log.info(
-            "affectline serving: gRPC on %s:%d, HTTP on http://%s:%d (database %s, model %s on %s)",
+            "affectline serving: gRPC on %s:%d, HTTP on http://%s:%d (database %s, model %s (%s) on %s)",
             self.parts.settings.host, self.grpc_port, self.parts.settings.host, self.http_port,
-            redact_url(self.parts.settings.resolved_database_url), self.parts.model.key, ",".join(self.parts.model.providers),
+            redact_url(self.parts.settings.resolved_database_url), self.parts.model.key, self.parts.model.variant,
+            ",".join(self.parts.model.providers),
         )
 
     async def stop(self, grace_s: float = 5.0) -> None:

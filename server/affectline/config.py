@@ -21,6 +21,8 @@ class Settings:
     # Empty: SQLite file <data_dir>/affectline.db
     database_url: str = ""
     model: str = "fer-mini-xception"
+    # Precision variant: auto (per provider: TensorRT int8 > CUDA fp16 > fastest measured on CPU), fp32, fp16, int8.
+    model_variant: str = "auto"
     # Dynamic batching knobs of the inference engine.
     max_batch_size: int = 64
     max_queue_delay_ms: float = 5.0

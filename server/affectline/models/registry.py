@@ -55,6 +55,9 @@ class ModelManifest:
     licence: str = ""
     attribution: str = ""
     accuracy: dict[str, Any] = field(default_factory=dict, hash=False)
+    # Optional precision variants: {"fp32"|"fp16"|"int8": {"file": ..., "fer2013_private_test": ...,
+    # "cpu_img_per_s_batch32": ...}, ...} written by scripts/build_model_variants.py.
+    variants: dict[str, Any] = field(default_factory=dict, hash=False)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelManifest:
@@ -76,6 +79,7 @@ class ModelManifest:
             licence=str(d.get("licence", "")),
             attribution=str(d.get("attribution", "")),
             accuracy=dict(d.get("accuracy", {})),
+            variants={k: v for k, v in d.get("variants", {}).items() if isinstance(v, dict) and "file" in v},
         )
 
     @classmethod

@@ -1,0 +1,46 @@
+"""Which precision variant the engine runs, per provider."""
+
+import pytest
+
+from affectline.inference.engine import EmotionModel, choose_variant
+from affectline.models.registry import ModelRegistry
+
+VARIANTS = {
+    "fp32": {"file": "model.onnx", "fer2013_private_test": 0.70, "cpu_img_per_s_batch32": 3000},
+    "fp16": {"file": "model.fp16.onnx", "fer2013_private_test": 0.70, "cpu_img_per_s_batch32": 2900},
+    "int8": {"file": "model.int8.onnx", "fer2013_private_test": 0.695, "cpu_img_per_s_batch32": 3500},
+}
+
+
+@pytest.mark.parametrize("providers,expected", [
+    (["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"], "int8"),
+    (["CUDAExecutionProvider", "CPUExecutionProvider"], "fp16"),
+    (["CPUExecutionProvider"], "int8"),  # fastest measured on CPU
+])
+def test_variant_per_provider(providers, expected):
+    assert choose_variant(VARIANTS, providers) == expected
+
+
+def test_a_variant_that_loses_accuracy_is_not_chosen():
+    lossy = {**VARIANTS, "int8": {**VARIANTS["int8"], "fer2013_private_test": 0.60}}
+    assert choose_variant(lossy, ["CPUExecutionProvider"]) == "fp32"
+    assert choose_variant(lossy, ["TensorrtExecutionProvider", "CPUExecutionProvider"]) == "fp16"
+
+
+def test_no_variants_means_fp32():
+    assert choose_variant({}, ["CUDAExecutionProvider", "CPUExecutionProvider"]) == "fp32"
+
+
+def test_unknown_variant_is_a_clear_error():
+    with pytest.raises(ValueError, match="no variant 'int4'"):
+        EmotionModel.load(ModelRegistry().get("fer-mini-xception"), variant="int4")
+
+
+def test_every_registered_variant_loads_and_predicts():
+    import numpy as np
+
+    for registered in ModelRegistry().list():
+        for name in ["fp32", *registered.manifest.variants]:
+            model = EmotionModel.load(registered, variant=name, providers=["CPUExecutionProvider"])
+            probs = model.predict(np.zeros((2, *model.crop_size[::-1]), np.uint8))
+            assert probs.shape == (2, 7) and np.allclose(probs.sum(1), 1, atol=1e-3), (registered.key, name)
