@@ -182,6 +182,7 @@ class AffectlineServer:
         config.bind = [f"fd://{self._http_socket.detach()}"]
         self._http_socket = None
         config.accesslog = None
+        config.errorlog = logging.getLogger("hypercorn.error")  # our logging setup, printed once
         config.graceful_timeout = 5.0
         app = build_http_app(self.parts.bindings, self.parts.metrics, health_check=self.health)
         self._http_task = asyncio.create_task(hypercorn_serve(app, config, shutdown_trigger=self._shutdown.wait))
