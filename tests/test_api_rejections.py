@@ -243,3 +243,31 @@ def test_video_timeline_validation(partner):
     code, details = status_of(lambda: partner.analytics.GetVideoTimeline(
         analytics_pb2.GetVideoTimelineRequest(video_id="v", bucket_ms=1)))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "bucket_ms" in details
+
+
+def test_backpressure_is_resource_exhausted_with_a_retry_hint_and_the_retry_succeeds(tmp_path, fer_faces):
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = Settings(data_dir=tmp_path, max_batch_size=64, max_queued_crops=64, max_frames_per_batch=64)
+    with running_server(settings) as server:
+        partner = GrpcPartner(server.grpc_target)
+        sessions = [partner.start(viewer_id=f"v{i}") for i in range(24)]
+        requests = [s.push_request(frames_of(cycle(fer_faces["happy"], 64))) for s in sessions]
+
+        def push(request):
+            try:
+                return partner.sessions.PushCrops(request)
+            except grpc.RpcError as exc:
+                return exc
+
+        with ThreadPoolExecutor(len(requests)) as pool:
+            outcomes = list(pool.map(push, requests))
+        refused = [(r, o) for r, o in zip(requests, outcomes) if isinstance(o, grpc.RpcError)]
+        assert refused, "24 simultaneous 64-crop batches should overflow a 64-crop queue"
+        for _, exc in refused:
+            assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "retry_after_ms=" in exc.details()
+        for request, _ in refused:  # re-sending the same batch later succeeds: nothing is lost
+            assert not partner.sessions.PushCrops(request).duplicate
+        for s in sessions:
+            assert frames_stored(partner, s.session_id) == 64
+        partner.close()
