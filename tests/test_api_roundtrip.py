@@ -14,7 +14,6 @@ from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from affectline import crypto
 from affectline.config import Settings
 from affectline.partner_client import ClientSession, start_request
 from affectline.v1 import analytics_pb2, common_pb2, session_pb2

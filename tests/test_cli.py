@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -12,7 +11,6 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from PIL import Image
 

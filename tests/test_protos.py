@@ -4,7 +4,6 @@ import filecmp
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from conftest import REPO_ROOT
 

@@ -11,7 +11,6 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 from hypercorn.asyncio import serve as hypercorn_serve

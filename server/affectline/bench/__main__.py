@@ -17,7 +17,6 @@ import multiprocessing as mp
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile

@@ -58,6 +58,6 @@ def smooth_step(
     if alpha >= 1.0 or state.probs is None:
         smoothed = tuple(float(p) for p in probs)
     else:
-        smoothed = tuple(s + alpha * (float(p) - s) for s, p in zip(state.probs, probs))
+        smoothed = tuple(s + alpha * (float(p) - s) for s, p in zip(state.probs, probs, strict=True))
     state.probs, state.last_time_ms = smoothed, video_time_ms
     return smoothed

@@ -14,7 +14,7 @@ from affectline.v1 import common_pb2, session_pb2
 def scores_message(probs: Sequence[float] | None) -> common_pb2.EmotionScores | None:
     if probs is None:
         return None
-    return common_pb2.EmotionScores(**{name: float(p) for name, p in zip(EMOTIONS, probs)})
+    return common_pb2.EmotionScores(**{name: float(p) for name, p in zip(EMOTIONS, probs, strict=True)})
 
 
 def top_emotion(probs: Sequence[float] | None) -> int:

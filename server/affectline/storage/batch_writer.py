@@ -88,7 +88,7 @@ class GroupCommitWriter:
         if self._metrics:
             self._metrics.db_write_duration.observe(time.perf_counter() - started)
             self._metrics.db_group_size.observe(len(group))
-        for w, result in zip(group, results):
+        for w, result in zip(group, results, strict=True):
             w.loop.call_soon_threadsafe(_settle, w.future, result)
 
 
