@@ -21,7 +21,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 import numpy as np
@@ -77,6 +79,70 @@ def run_load(spec: LoadSpec, clients: int, faces: np.ndarray) -> LoadResult:
     return total
 
 
+@contextmanager
+def served(model: str, extra_args: list[str], data_dir: str | None = None) -> Iterator[str]:
+    """Runs `affectline serve` with SQLite in `data_dir` (a temp dir if None); yields the gRPC
+    target, and stops the server gracefully when the block ends."""
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = data_dir or scratch
+        grpc_port, http_port = _free_port(), _free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "affectline", "serve", "--grpc-port", str(grpc_port), "--http-port", str(http_port),
+             "--data-dir", tmp, "--model", model, *extra_args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if server.poll() is not None or time.monotonic() > deadline:
+                    print(server.stderr.read() if server.stderr else "", file=sys.stderr)
+                    raise SystemExit("server did not start")
+                time.sleep(0.2)
+            yield f"127.0.0.1:{grpc_port}"
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=60)
+
+
+def count_stored(db_url: str) -> int:
+    from affectline.storage.database import make_engine
+    from affectline.storage.timeline_store import TimelineStore
+
+    engine = make_engine(db_url)
+    try:
+        return TimelineStore(engine).count_frames()
+    finally:
+        engine.dispose()
+
+
+def within_slo(r: LoadResult) -> bool:
+    return percentile(r.latencies_s, 99) < SLO_P99_S and not r.errors and r.frames_acked == r.frames_sent
+
+
+def sweep(args: argparse.Namespace, faces: np.ndarray) -> int:
+    """Batcher knobs: each combination serves the same paced load; prints latency per setting."""
+    delays = [float(x) for x in args.sweep_delays.split(",")]
+    sizes = [int(x) for x in args.sweep_batch_sizes.split(",")]
+    print(f"sweep: {args.sweep_sessions} sessions at 30 fps, {args.duration:.0f} s per setting", flush=True)
+    print(f"{'max batch':>9} {'delay ms':>8} {'frames/s':>9} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'errors':>6}")
+    for size in sizes:
+        for delay in delays:
+            knobs = [f"--max-batch-size={size}", f"--max-queue-delay-ms={delay}", *args.server_arg]
+            with served(args.model, knobs) as target:
+                r = run_load(LoadSpec(target, args.sweep_sessions, args.duration, paced=True,
+                                      frames_per_batch=args.frames_per_batch), args.clients, faces)
+            lat = r.latencies_s
+            print(f"{size:>9} {delay:>8g} {r.frames_acked / r.elapsed_s:>9,.0f} {percentile(lat, 50) * 1000:>7.1f} "
+                  f"{percentile(lat, 95) * 1000:>7.1f} {percentile(lat, 99) * 1000:>7.1f} {sum(r.errors.values()):>6}",
+                  flush=True)
+    return 0
+
+
 def describe(name: str, r: LoadResult) -> str:
     lat = [x * 1000 for x in r.latencies_s]
     fps = r.frames_acked / r.elapsed_s if r.elapsed_s else 0.0
@@ -96,7 +162,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="session counts tried at 30 fps, in order (default: 20,40,60,80,100,120)")
     ap.add_argument("--frames-per-batch", type=int, default=10)
     ap.add_argument("--server-arg", action="append", default=[], help="extra `affectline serve` argument (repeatable)")
+    ap.add_argument("--sweep", action="store_true",
+                    help="instead: serve a fixed paced load under each max-batch-size x max-queue-delay setting")
+    ap.add_argument("--sweep-sessions", type=int, default=30, help="sessions at 30 fps in the sweep (default: 30)")
+    ap.add_argument("--sweep-delays", default="1,2,5,10", help="max queue delays (ms) to sweep (default: 1,2,5,10)")
+    ap.add_argument("--sweep-batch-sizes", default="32,64", help="max batch sizes to sweep (default: 32,64)")
     args = ap.parse_args(argv)
+    if args.sweep:
+        return sweep(args, load_faces(64)[0])
 
     from affectline.inference.engine import EmotionModel
     from affectline.models.registry import ModelRegistry
@@ -111,29 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"      ceiling: {best.images_per_s:,.0f} images/s at batch {best.batch_size}", flush=True)
 
     faces, source = load_faces(model.crop_size[0])
-    with tempfile.TemporaryDirectory() as tmp:
-        grpc_port, http_port = _free_port(), _free_port()
-        print(f"[2/5] starting affectline serve (SQLite in {tmp}), crops: {source}...", flush=True)
-        server = subprocess.Popen(
-            [sys.executable, "-m", "affectline", "serve", "--grpc-port", str(grpc_port), "--http-port", str(http_port),
-             "--data-dir", tmp, "--model", args.model, *args.server_arg],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    print(server.stderr.read() if server.stderr else "", file=sys.stderr)
-                    raise SystemExit("server did not start")
-                time.sleep(0.2)
-            target = f"127.0.0.1:{grpc_port}"
+    print(f"[2/5] starting affectline serve (SQLite in a temp dir), crops: {source}...", flush=True)
+    with tempfile.TemporaryDirectory() as data_dir:
+        with served(args.model, args.server_arg, data_dir) as target:
             total = LoadResult()
-
             print(f"[3/5] saturation: {args.saturate_sessions} sessions, batches back to back, {args.duration:.0f} s...", flush=True)
             sat = run_load(LoadSpec(target, args.saturate_sessions, args.duration, paced=False,
                                     frames_per_batch=args.frames_per_batch, video_id="bench-saturation"), args.clients, faces)
@@ -146,23 +200,13 @@ def main(argv: list[str] | None = None) -> int:
                 step = run_load(LoadSpec(target, n, args.duration, paced=True, frames_per_batch=args.frames_per_batch,
                                          video_id=f"bench-paced-{n}"), args.clients, faces)
                 total.merge(step)
-                p99 = percentile(step.latencies_s, 99)
-                ok = p99 < SLO_P99_S and not step.errors and step.frames_acked == step.frames_sent
+                ok = within_slo(step)
                 print("      " + describe(f"{n:>4} sessions", step) + ("" if ok else "  <- over SLO"), flush=True)
                 if not ok:
                     break
                 capacity, capacity_result = n, step
-
             print("[5/5] frames stored vs acked...", flush=True)
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=60)
-        from affectline.storage.database import make_engine
-        from affectline.storage.timeline_store import TimelineStore
-
-        engine = make_engine(f"sqlite:///{Path(tmp) / 'affectline.db'}")
-        stored = TimelineStore(engine).count_frames()
-        engine.dispose()
+        stored = count_stored(f"sqlite:///{Path(data_dir) / 'affectline.db'}")
 
     sat_fps = sat.frames_acked / sat.elapsed_s
     print("\n=== summary ===")
