@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"fer2013.npz (default {DEFAULT_DATA})")
     ap.add_argument("--model", default=DEFAULT_MODEL, help="NAME or NAME/VERSION from the model registry")
     ap.add_argument("--split", choices=["public", "private", "both"], default="both")
+    ap.add_argument("--variant", default="auto", choices=["auto", "fp32", "fp16", "int8"],
+                    help="precision variant (default: auto, what `affectline classify` and `serve` run here)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--update-manifest", action="store_true",
                     help="write the measured accuracy into the model's manifest.json (needs --split both)")
@@ -99,14 +101,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.update_manifest and args.split != "both":
         print("error: --update-manifest needs --split both", file=sys.stderr)
         return 2
+    if args.update_manifest and args.variant != "fp32":
+        print("error: --update-manifest records the fp32 model's accuracy: add --variant fp32", file=sys.stderr)
+        return 2
 
     try:
         registered = ModelRegistry().get(args.model)
     except ModelNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    model = EmotionModel.load(registered)
-    print(f"model {model.key} ({registered.onnx_path}), providers {model.providers}", flush=True)
+    model = EmotionModel.load(registered, variant=args.variant)
+    print(f"model {model.key} variant {model.variant} ({model.onnx_path}), providers {model.providers}", flush=True)
     print(f"loading {args.data}", flush=True)
     d = np.load(args.data)
     pixels, labels, usage = d["pixels"], d["label"].astype(np.int64), d["usage"]

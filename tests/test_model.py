@@ -39,7 +39,7 @@ def registered() -> RegisteredModel:
 
 @pytest.fixture(scope="module")
 def model(registered: RegisteredModel) -> EmotionModel:
-    return EmotionModel.load(registered, intra_op_threads=1)
+    return EmotionModel.load(registered, intra_op_threads=1, variant="fp32")
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_reconversion_gives_same_model(tmp_path: Path, registered: RegisteredMod
     out = tmp_path / DEFAULT_MODEL / "1"
     subprocess.run([sys.executable, str(CONVERTER), "--hdf5", str(HDF5), "--out-dir", str(out)],
                    check=True, capture_output=True, text=True)
-    again = EmotionModel.load(ModelRegistry(tmp_path).get(DEFAULT_MODEL), intra_op_threads=1)
+    again = EmotionModel.load(ModelRegistry(tmp_path).get(DEFAULT_MODEL), intra_op_threads=1, variant="fp32")
     crops = np.random.default_rng(1).integers(0, 256, (8, 64, 64), dtype=np.uint8)
     np.testing.assert_array_equal(again.predict(crops), model.predict(crops))
     assert (out / "model.onnx").read_bytes() == registered.onnx_path.read_bytes()

@@ -174,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     from affectline.inference.engine import EmotionModel
     from affectline.models.registry import ModelRegistry
 
-    print(f"machine: {os.cpu_count()} cores; model {args.model}", flush=True)
     model = EmotionModel.load(ModelRegistry().get(args.model))
+    print(f"machine: {os.cpu_count()} cores; model {args.model}, variant {model.variant} (as served)", flush=True)
     print("[1/5] raw model ceiling (onnxruntime on pre-made tensors)...", flush=True)
     points = measure_ceiling(model)
     for p in points:

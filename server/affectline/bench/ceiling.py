@@ -22,9 +22,8 @@ def measure_ceiling(
     model: EmotionModel, batch_sizes: tuple[int, ...] = (1, 8, 16, 32, 64, 128), seconds: float = 1.0, repeats: int = 3
 ) -> list[CeilingPoint]:
     """Runs the model's own InferenceSession on float tensors already preprocessed."""
-    registered = model.registered
     options = ort.SessionOptions()
-    session = ort.InferenceSession(str(registered.onnx_path), options, providers=model.providers)
+    session = ort.InferenceSession(str(model.onnx_path), options, providers=model.providers)  # the served variant
     name = session.get_inputs()[0].name
     w, h = model.crop_size
     rng = np.random.default_rng(0)

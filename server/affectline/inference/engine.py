@@ -59,6 +59,7 @@ class EmotionModel:
         self._registered = registered
         self._session = session
         self.variant = variant
+        self.onnx_path = registered.onnx_path  # the file of the variant actually loaded
         p = m.preprocessing
         # (pixel*scale - mean)/std folded into one multiply-add
         self._mul = np.float32(p.pixel_scale / p.std)
@@ -85,7 +86,9 @@ class EmotionModel:
         else:
             raise ValueError(f"{registered.key} has no variant {variant!r} (has: fp32, {', '.join(variants) or '-'})")
         session = ort.InferenceSession(str(path), sess_options=opts, providers=chosen)
-        return cls(registered, session, variant)
+        model = cls(registered, session, variant)
+        model.onnx_path = path
+        return model
 
     @property
     def key(self) -> str:
@@ -123,4 +126,8 @@ class EmotionModel:
         x = crops[:, None].astype(np.float32) * self._mul + self._add
         m = self._registered.manifest
         (probs,) = self._session.run([m.output.name], {m.input.name: x})
-        return np.asarray(probs, dtype=np.float32)
+        probs = np.asarray(probs, dtype=np.float32)
+        if self.variant != "fp32":
+            # A quantized softmax output need not sum to 1 exactly; confidence scores must.
+            probs /= np.maximum(probs.sum(axis=1, keepdims=True), np.float32(1e-12))
+        return probs
