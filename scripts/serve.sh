@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+bash scripts/build_client.sh  # the viewer page's bundle, models and wasm (skipped when up to date)
 exec .venv/bin/affectline serve "$@"

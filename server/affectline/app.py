@@ -26,12 +26,14 @@ from affectline.metrics import Metrics
 from affectline.models.registry import ModelRegistry
 from affectline.serving.grpc_server import GrpcServer, build_grpc_server
 from affectline.serving.http_app import build_http_app
+from affectline.serving.pages import page_routes
 from affectline.serving.rpc_methods import ServiceBinding
 from affectline.services.analytics_service import AnalyticsService
 from affectline.services.session_service import CropSpec, SessionService
 from affectline.storage.batch_writer import GroupCommitWriter
 from affectline.storage.database import make_engine, redact_url, upgrade
 from affectline.storage.timeline_store import TimelineStore
+from affectline.videos import ensure_demo
 from affectline.v1 import analytics_pb2, session_pb2
 
 log = logging.getLogger("affectline")
@@ -89,6 +91,10 @@ def build_parts(settings: Settings) -> Parts:
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)  # migrations are the only way the schema is made
     store = TimelineStore(engine)
+    try:  # /watch/demo works on a fresh data dir; a failure here must not stop the API
+        ensure_demo(store, settings.data_dir)
+    except Exception:
+        log.exception("could not make the demo video")
     model = EmotionModel.load(ModelRegistry().get(*_split_model(settings.model)), intra_op_threads=settings.inference_threads,
                                spin=bool(settings.inference_spin), variant=settings.model_variant)
     batcher = DynamicBatcher(
@@ -183,7 +189,8 @@ class AffectlineServer:
         config.accesslog = None
         config.errorlog = logging.getLogger("hypercorn.error")  # our logging setup, printed once
         config.graceful_timeout = 5.0
-        app = build_http_app(self.parts.bindings, self.parts.metrics, health_check=self.health)
+        app = build_http_app(self.parts.bindings, self.parts.metrics, health_check=self.health,
+                             extra_routes=page_routes(self.parts.store))
         self._http_task = asyncio.create_task(hypercorn_serve(app, config, shutdown_trigger=self._shutdown.wait))
         log.info(
             "affectline serving: gRPC on %s:%d, HTTP on http://%s:%d (database %s, model %s (%s) on %s)",

@@ -7,13 +7,13 @@ that service (it speaks Connect, gRPC-web and gRPC); everything else to Starlett
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from affectline.metrics import Metrics
@@ -56,6 +56,7 @@ def build_http_app(
     *,
     health_check: Callable[[], Awaitable[dict[str, Any]]],
     static_dir: Path = STATIC_DIR,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> ASGIApp:
     connect_apps: dict[str, ASGIApp] = {}
     jsonrpc_bindings = []
@@ -77,6 +78,7 @@ def build_http_app(
             Route("/healthz", healthz),
             Route("/metrics", metrics_endpoint),
             Route("/jsonrpc", JsonRpcEndpoint(jsonrpc_bindings).handle, methods=["POST"]),
+            *extra_routes,  # the viewer pages (serving/pages.py)
             Mount("/", StaticFiles(directory=static_dir, html=True), name="static"),
         ]
     )

@@ -76,6 +76,9 @@ class Video(SQLModel, table=True):
     video_id: str = Field(primary_key=True)
     title: str = ""
     created_at: datetime = _ts(default_factory=_utc_now)
+    # The playable file (migration 0003); "" for videos known only from sessions.
+    media_path: str = Field(default="", sa_type=Text, sa_column_kwargs={"server_default": ""})
+    mime_type: str = Field(default="", sa_type=Text, sa_column_kwargs={"server_default": ""})
 
 
 class Variant(SQLModel, table=True):

@@ -75,6 +75,24 @@ class TimelineStore:
         with self._engine.begin() as conn:
             self._ensure_video(conn, video_id, variant_id, title)
 
+    def set_video_media(self, video_id: str, title: str, media_path: str, mime_type: str) -> None:
+        """Create or update a playable video (its default variant too)."""
+        with self._engine.begin() as conn:
+            self._ensure_video(conn, video_id, "", title)
+            conn.execute(
+                update(_videos).where(_videos.c.video_id == video_id).values(media_path=media_path, mime_type=mime_type)
+            )
+
+    def list_videos(self) -> list[dict[str, Any]]:
+        """Every video with its title, media file and variant ids, oldest first."""
+        with self._engine.connect() as conn:
+            videos = conn.execute(select(_videos).order_by(_videos.c.created_at, _videos.c.video_id)).mappings().all()
+            variants = conn.execute(select(_variants.c.video_id, _variants.c.variant_id)).all()
+        out = [dict(v) for v in videos]
+        for v in out:
+            v["variants"] = sorted(r.variant_id for r in variants if r.video_id == v["video_id"])
+        return out
+
     def create_session(self, record: SessionRecord) -> None:
         """Insert a new session (IntegrityError if its id exists), creating its video and
         variant if missing and creating or updating its viewer's demographics."""

@@ -1,0 +1,40 @@
+// A tiny line protocol so pytest can drive Debian's Chromium through playwright-core:
+// one JSON command per stdin line -> one JSON reply per stdout line.
+// {"cmd":"launch","y4m":PATH} {"cmd":"goto","url":U} {"cmd":"click","sel":S}
+// {"cmd":"eval","js":EXPR} {"cmd":"wait","js":EXPR,"timeout":MS} {"cmd":"shot","path":P} {"cmd":"close"}
+import { createInterface } from "node:readline";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+let ctx, page;
+const handlers = {
+  async launch({ y4m, executable = "/usr/bin/chromium" }) {
+    ctx = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), "affectline-chromium-")), {
+      executablePath: executable, headless: true, viewport: { width: 1000, height: 900 },
+      args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream", `--use-file-for-fake-video-capture=${y4m}`,
+        "--autoplay-policy=no-user-gesture-required"],
+    });
+    page = ctx.pages()[0] ?? (await ctx.newPage());
+    page.on("console", (m) => process.stderr.write(`[page ${m.type()}] ${m.text()}\n`));
+    page.on("pageerror", (e) => process.stderr.write(`[page error] ${e}\n`));
+  },
+  goto: ({ url }) => page.goto(url).then(() => null),
+  click: ({ sel }) => page.click(sel),
+  eval: ({ js }) => page.evaluate(js),
+  wait: ({ js, timeout = 30000 }) => page.waitForFunction(js, null, { timeout, polling: 100 }).then((h) => h.jsonValue()),
+  shot: ({ path }) => page.screenshot({ path }).then(() => null),
+  close: async () => { await ctx?.close(); process.exit(0); },
+};
+for await (const line of createInterface({ input: process.stdin })) {
+  const msg = JSON.parse(line);
+  try {
+    const value = await handlers[msg.cmd](msg);
+    process.stdout.write(JSON.stringify({ ok: true, value: value ?? null }) + "\n");
+  } catch (err) {
+    process.stdout.write(JSON.stringify({ ok: false, error: String(err) }) + "\n");
+  }
+}

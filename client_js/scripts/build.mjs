@@ -1,0 +1,27 @@
+// Offline build: protos -> TypeScript (buf + protoc-gen-es from node_modules), bundle with
+// esbuild, and copy the face detector's models and wasm files next to the bundle, into
+// server/affectline/static/app/ (git-ignored; served by `affectline serve`, no CDN).
+import { execFileSync } from "node:child_process";
+import { copyFileSync, mkdirSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as esbuild from "esbuild";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const out = join(root, "..", "server", "affectline", "static", "app");
+const nm = join(root, "node_modules");
+
+execFileSync(join(nm, ".bin", "buf"), ["generate"], { cwd: root, stdio: "inherit" });
+rmSync(out, { recursive: true, force: true });
+await esbuild.build({
+  entryPoints: [join(root, "src", "viewer.ts")],
+  bundle: true, format: "esm", target: "es2022", minify: true,
+  outfile: join(out, "viewer.js"), logLevel: "warning",
+});
+mkdirSync(join(out, "models"), { recursive: true });
+for (const f of ["blazeface.json", "blazeface.bin"]) copyFileSync(join(nm, "@vladmandic/human/models", f), join(out, "models", f));
+mkdirSync(join(out, "wasm"), { recursive: true });
+for (const f of ["tfjs-backend-wasm.wasm", "tfjs-backend-wasm-simd.wasm", "tfjs-backend-wasm-threaded-simd.wasm"]) {
+  copyFileSync(join(nm, "@tensorflow/tfjs-backend-wasm/dist", f), join(out, "wasm", f));
+}
+console.log(`client_js: built ${out}`);

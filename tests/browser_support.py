@@ -1,0 +1,124 @@
+"""Browser-test helpers: the playwright-core bridge, a fake webcam file, a server subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+CLIENT = REPO / "client_js"
+SAMPLES = CLIENT / "node_modules" / "@vladmandic" / "face-api" / "demo"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def missing_prerequisites() -> str | None:
+    if not Path(CHROMIUM).exists():
+        return "Debian chromium not installed (bash scripts/system_deps.sh)"
+    if not (CLIENT / "node_modules" / "playwright-core").is_dir() or not shutil.which("node"):
+        return "client_js not installed (bash scripts/build_client.sh)"
+    if not (REPO / "server/affectline/static/app/viewer.js").exists():
+        return "viewer bundle not built (bash scripts/build_client.sh)"
+    return None
+
+
+class Browser:
+    """Drives one headless Chromium through client_js/e2e/bridge.mjs."""
+
+    def __init__(self, y4m: Path) -> None:
+        self.proc = subprocess.Popen(["node", str(CLIENT / "e2e" / "bridge.mjs")], cwd=CLIENT, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.call("launch", y4m=str(y4m), executable=CHROMIUM)
+
+    def call(self, cmd: str, **kw):
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(json.dumps({"cmd": cmd, **kw}) + "\n")
+        self.proc.stdin.flush()
+        reply = json.loads(self.proc.stdout.readline() or '{"ok": false, "error": "bridge died"}')
+        if not reply["ok"]:
+            raise AssertionError(f"browser {cmd}: {reply['error']}")
+        return reply["value"]
+
+    def js(self, expr: str):
+        return self.call("eval", js=expr)
+
+    def wait(self, expr: str, timeout_s: float = 30):
+        return self.call("wait", js=expr, timeout=int(timeout_s * 1000))
+
+    def close(self) -> None:
+        try:
+            self.call("close")
+        except Exception:
+            pass
+        self.proc.kill()
+        self.proc.wait(5)
+
+
+def face_frame(photo: Path, box: tuple[int, int, int, int], size=(640, 480)) -> np.ndarray:
+    """The photo cropped around one face (face about 40% of the frame height), BGR."""
+    img = cv2.imread(str(photo))
+    x, y, w, h = box
+    cx, cy, side = x + w / 2, y + h / 2, h / 0.4
+    x0, y0 = int(cx - side * size[0] / size[1] / 2), int(cy - side / 2)
+    x0, y0 = max(0, x0), max(0, y0)
+    crop = img[y0:y0 + int(side), x0:x0 + int(side * size[0] / size[1])]
+    return cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+
+
+def write_y4m(path: Path, segments: list[tuple[np.ndarray, int]], fps: int = 30) -> None:
+    """A YUV4MPEG2 420 file: each (BGR frame, count) repeated count times."""
+    h, w = segments[0][0].shape[:2]
+    with path.open("wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for frame, count in segments:
+            yuv = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes()
+            for _ in range(count):
+                f.write(b"FRAME\n" + yuv)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """`affectline serve` as a subprocess that can be stopped and restarted on the same ports."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir, self.http_port, self.grpc_port = data_dir, free_port(), free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self) -> None:
+        env = {**os.environ, "AFFECTLINE_DATA_DIR": str(self.data_dir), "AFFECTLINE_DATABASE_URL": ""}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "affectline", "serve", "--host", "127.0.0.1", "--http-port", str(self.http_port),
+             "--grpc-port", str(self.grpc_port)], env=env, stdout=subprocess.DEVNULL, stderr=open(self.data_dir / "server.log", "a"))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert self.proc.poll() is None, (self.data_dir / "server.log").read_text()[-3000:]
+            time.sleep(0.2)
+        raise TimeoutError("server did not start")
+
+    def stop(self, hard: bool = False) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill() if hard else self.proc.terminate()
+            self.proc.wait(20)

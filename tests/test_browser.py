@@ -1,0 +1,116 @@
+"""End to end in a real headless Chromium: consent, in-browser face crop, encrypted gRPC-web
+upload, timeline stored by the server; decline; withdraw; zero loss across a server restart.
+
+The fake webcam is a y4m made here from a smiling face photo (npm @vladmandic/face-api demo,
+MIT) alternating with a face-free part of the same photo, 1.5 s each.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import pytest
+
+from browser_support import REPO, SAMPLES, Browser, ServerProcess, face_frame, missing_prerequisites, write_y4m
+
+pytestmark = pytest.mark.skipif(missing_prerequisites() is not None, reason=str(missing_prerequisites()))
+SHOTS = REPO / "artifacts" / "browser"
+EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = ServerProcess(tmp_path_factory.mktemp("browser-data"))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    photo = SAMPLES / "sample3.jpg"  # three women smiling at the camera; we use the middle one
+    smiling = face_frame(photo, (1015, 209, 315, 315))
+    img = cv2.imread(str(photo))
+    no_face = cv2.resize(img[900:1300, 0:533], (640, 480))  # the sofa: no face in it
+    y4m = tmp_path_factory.mktemp("cam") / "cam.y4m"
+    write_y4m(y4m, [(smiling, 45), (no_face, 45)])
+    b = Browser(y4m)
+    yield b
+    b.close()
+
+
+def db_rows(srv: ServerProcess, sql: str, *args) -> list[tuple]:
+    with sqlite3.connect(srv.data_dir / "affectline.db") as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def test_consent_measure_and_zero_loss_across_restart(server, browser):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.call("goto", url=f"{server.base}/watch/demo")
+    browser.wait("window.affectline && window.affectline.state === 'notice'")
+    browser.call("shot", path=str(SHOTS / "consent.png"))
+    browser.call("click", sel="#consent")
+    browser.wait("window.affectline.uploader && window.affectline.uploader.acked >= 1", 30)
+    first_ack_ms = browser.js("window.affectline.firstAckMs")
+    browser.wait("window.affectline.uploader.acked >= 8", 30)
+    browser.call("shot", path=str(SHOTS / "playing.png"))
+
+    server.stop(hard=True)  # a crash mid-stream: the page keeps capturing and queues
+    time.sleep(1.5)
+    server.start()
+    browser.wait("window.affectline.state === 'done'", 60)
+    stats = browser.js("JSON.stringify(window.affectline)")
+    stats = json.loads(stats)
+    up = stats["uploader"]
+    print("browser stats:", {k: stats[k] for k in ("fps", "detectMsAvg", "cropMsAvg", "cropEncryptMsPerFrame",
+                                                  "firstAckMs", "framesCaptured", "framesWithFace", "detectEvery")},
+          {k: up[k] for k in ("sealed", "acked", "framesAcked", "duplicates", "retries", "dropped")})
+    sid = stats["sessionId"]
+    seqs = [r[0] for r in db_rows(server, "SELECT seq FROM batches WHERE session_id=? ORDER BY seq", sid)]
+    frames = db_rows(server, "SELECT video_time_ms, face_present, " + ", ".join(f"p_{e}" for e in EMOTIONS)
+                     + " FROM frames WHERE session_id=? ORDER BY seq, frame_index", sid)
+    assert up["dropped"] == 0 and up["retries"] >= 1
+    assert seqs == list(range(up["sealed"])), "no seq gap"
+    assert len(frames) == up["framesAcked"] == stats["framesCaptured"], "acked == stored == captured"
+    times = [f[0] for f in frames]
+    assert times == sorted(times) and times[-1] - times[0] > 8000
+    present = [bool(f[1]) for f in frames]
+    # Both states, in runs (the camera alternates 1.5 s face / 1.5 s no face).
+    assert 0.25 < sum(present) / len(present) < 0.75
+    assert sum(a != b for a, b in zip(present, present[1:])) >= 4
+    tops = Counter(EMOTIONS[max(range(7), key=lambda i: f[2 + i])] for f in frames if f[1])
+    assert tops.most_common(1)[0][0] == "happy", tops
+    assert db_rows(server, "SELECT end_reason FROM sessions WHERE session_id=?", sid) == [("completed",)]
+    assert first_ack_ms < 3000 and stats["fps"] >= 10 and stats["cropEncryptMsPerFrame"] <= 10
+
+
+def test_decline_means_no_camera_and_no_session(server, browser):
+    before = db_rows(server, "SELECT count(*) FROM sessions")[0][0]
+    browser.call("goto", url=f"{server.base}/watch/demo")
+    browser.wait("window.affectline && window.affectline.state === 'notice'")
+    browser.call("click", sel="#decline")
+    browser.wait("document.getElementById('film').currentTime > 1", 20)
+    a = browser.js("({state: window.affectline.state, sid: window.affectline.sessionId, tracks: window.affectline.trackStates()})")
+    assert a == {"state": "declined", "sid": "", "tracks": []}
+    assert db_rows(server, "SELECT count(*) FROM sessions")[0][0] == before
+
+
+def test_withdraw_stops_camera_and_ends_session(server, browser):
+    browser.call("goto", url=f"{server.base}/watch/demo")
+    browser.wait("window.affectline && window.affectline.state === 'notice'")
+    browser.call("click", sel="#consent")
+    browser.wait("window.affectline.uploader && window.affectline.uploader.acked >= 2", 30)
+    assert browser.js("window.affectline.trackStates()") == ["live"]
+    browser.call("click", sel="#withdraw")
+    browser.wait("window.affectline.state === 'withdrawn'")
+    assert browser.js("window.affectline.trackStates()") == ["ended"]
+    sid = browser.js("window.affectline.sessionId")
+    deadline = time.monotonic() + 10
+    while db_rows(server, "SELECT end_reason FROM sessions WHERE session_id=?", sid) != [("withdrawn",)]:
+        assert time.monotonic() < deadline, "session not ended as withdrawn"
+        time.sleep(0.2)
