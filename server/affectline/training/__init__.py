@@ -1,0 +1,1 @@
+"""Training pipeline for Affectline's own expression model (needs the `train` extra: torch)."""

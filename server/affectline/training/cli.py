@@ -1,0 +1,100 @@
+"""`affectline train` / `python -m affectline.training`: train, resume, export.
+
+torch is imported only when the command runs, so the rest of the CLI works without the
+`train` extra installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_DATA = REPO_ROOT.parent / "shared/data/fer2013/fer2013.npz"
+DEFAULT_MODELS = Path(__file__).resolve().parents[1] / "models"
+DEFAULT_EPOCHS = 28
+DESCRIPTION = """\
+Train the Affectline expression network on FER2013 (Training split, FER+ votes as soft targets),
+select the best epoch on PublicTest, fit a temperature on PublicTest, export ONNX + manifest into
+the model registry and report PrivateTest metrics. Logs go to RUN_DIR/train.log; RUN_DIR/last.pt
+is written every epoch (--resume continues from it) and RUN_DIR/best.pt holds the best epoch."""
+EPILOG = """\
+examples:
+  affectline train --run-dir artifacts/training/vgg24-s0 --epochs 28 --width 24
+  affectline train --run-dir artifacts/training/vgg24-s0 --resume        # continue after a stop
+  affectline train --run-dir artifacts/training/vgg24-s0 --export-only   # export best.pt so far
+see docs/training.md"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="fer2013.npz (default: %(default)s)")
+    p.add_argument("--run-dir", type=Path, default=REPO_ROOT / "artifacts/training/run",
+                   help="logs and checkpoints (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="everything random derives from it (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"length of the cosine schedule (default: {DEFAULT_EPOCHS}); with --resume it changes "
+                        "the remaining schedule of the resumed run")
+    p.add_argument("--width", type=int, default=24, help="channels of the first stage; stages are "
+                   "w, 2w, 4w, 8w (24: 0.66M params, 32: 1.17M) (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=128, help="(default: %(default)s)")
+    p.add_argument("--lr", type=float, default=0.05, help="peak SGD learning rate, cosine decay (default: %(default)s)")
+    p.add_argument("--ferplus-weight", type=float, default=0.4,
+                   help="weight of the FER+ vote distribution in the soft target (default: %(default)s)")
+    p.add_argument("--label-smoothing", type=float, default=0.05, help="(default: %(default)s)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
+    p.add_argument("--train-limit", type=int, default=0, help="use only the first N training images (smoke tests)")
+    p.add_argument("--eval-limit", type=int, default=0, help="use only the first N PublicTest images (smoke tests)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt (its config wins)")
+    p.add_argument("--stop-after", type=int, default=0, metavar="N",
+                   help="train at most N epochs in this call, then stop without exporting (continue with --resume)")
+    p.add_argument("--export-only", action="store_true", help="skip training; export RUN_DIR/best.pt")
+    p.add_argument("--no-export", action="store_true", help="train only")
+    p.add_argument("--tta-flip", action="store_true",
+                   help="export a graph that averages the crop's and its mirror image's logits (about 2x cost)")
+    p.add_argument("--models-root", type=Path, default=DEFAULT_MODELS,
+                   help="model registry root to export into (default: %(default)s)")
+    p.add_argument("--model-name", default="affectline-vgg", help="(default: %(default)s)")
+    p.add_argument("--model-version", default="1", help="(default: %(default)s)")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    p = subparsers.add_parser("train", help="train and export our own expression model (needs the train extra)",
+                              description=DESCRIPTION, epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.data.is_file():
+        print(f"affectline train: error: FER2013 data not found at {args.data} (pass --data PATH to fer2013.npz)",
+              file=sys.stderr)
+        return 2
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("affectline train: error: torch is not installed (pip install 'affectline[train]')", file=sys.stderr)
+        return 2
+    from affectline.training.export import export_run
+    from affectline.training.train import BEST, TrainConfig, setup_logging, train
+
+    if not args.export_only:
+        cfg = TrainConfig(data=str(args.data), out_dir=str(args.run_dir), seed=args.seed,
+                          epochs=args.epochs or DEFAULT_EPOCHS, width=args.width, batch_size=args.batch_size,
+                          lr=args.lr,
+                          ferplus_weight=args.ferplus_weight, label_smoothing=args.label_smoothing,
+                          threads=args.threads, train_limit=args.train_limit, eval_limit=args.eval_limit)
+        ckpt = train(cfg, resume=args.resume, stop_after=args.stop_after,
+                     epochs=(args.epochs or 0) if args.resume else 0)
+        if ckpt["epoch"] + 1 < TrainConfig.from_dict(ckpt["config"]).epochs:
+            return 0  # stopped early on purpose: export when the run is complete (or use --export-only)
+    if args.no_export:
+        return 0
+    if not (args.run_dir / BEST).is_file():
+        print(f"affectline train: error: no checkpoint {args.run_dir / BEST} to export", file=sys.stderr)
+        return 2
+    setup_logging(args.run_dir)
+    export_run(args.run_dir, args.data, args.models_root, args.model_name, args.model_version,
+               tta_flip=args.tta_flip)
+    return 0

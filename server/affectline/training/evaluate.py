@@ -1,0 +1,93 @@
+"""Classification metrics on probability matrices (numpy only, no torch needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from affectline.training.data import CLASS_NAMES
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """Top-label ECE with equal-width confidence bins (Guo et al. 2017)."""
+    conf, pred = probs.max(1), probs.argmax(1)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        sel = which == b
+        if sel.any():
+            ece += sel.mean() * abs(float((pred[sel] == labels[sel]).mean()) - float(conf[sel].mean()))
+    return float(ece)
+
+
+def nll(probs: np.ndarray, labels: np.ndarray) -> float:
+    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean())
+
+
+def classification_report(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class recall, confusion, happy-vs-sad, ECE and NLL.
+
+    happy-vs-sad follows scripts/eval_fer2013.py: among faces labelled happy or sad, is
+    p(happy) >= p(sad) exactly when the label is happy.
+    """
+    k = len(CLASS_NAMES)
+    pred = probs.argmax(1)
+    cm = np.zeros((k, k), np.int64)
+    np.add.at(cm, (labels, pred), 1)
+    tp = np.diag(cm).astype(np.float64)
+    recall = tp / np.maximum(cm.sum(1), 1)
+    precision = tp / np.maximum(cm.sum(0), 1)
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    hi, si = CLASS_NAMES.index("happy"), CLASS_NAMES.index("sad")
+    hs = (labels == hi) | (labels == si)
+    hs_pred = np.where(probs[hs, hi] >= probs[hs, si], hi, si)
+    return {
+        "n": int(len(labels)),
+        "accuracy": float((pred == labels).mean()),
+        "macro_f1": float(f1.mean()),
+        "recall": {c: float(r) for c, r in zip(CLASS_NAMES, recall)},
+        "confusion": cm.tolist(),
+        "happy_vs_sad": float((hs_pred == labels[hs]).mean()),
+        "ece": expected_calibration_error(probs, labels),
+        "nll": nll(probs, labels),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m affectline.training.evaluate --model NAME`: metrics incl. ECE/NLL of a registered model."""
+    import argparse
+    import json
+
+    from affectline.face_crop import resize
+    from affectline.inference.engine import EmotionModel
+    from affectline.models.registry import ModelRegistry
+    from affectline.training.cli import DEFAULT_DATA
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--variant", default="fp32", help="fp32, fp16, int8 or auto (what the engine serves)")
+    args = ap.parse_args(argv)
+    model = EmotionModel.load(ModelRegistry().get(args.model), providers=["CPUExecutionProvider"],
+                              intra_op_threads=2, variant=args.variant)
+    w, h = model.crop_size
+    with np.load(args.data) as d:
+        usage, pixels, labels = d["usage"], d["pixels"], d["label"].astype(np.int64)
+    for code, split in ((1, "PublicTest"), (2, "PrivateTest")):
+        crops = pixels[usage == code]
+        if crops.shape[1:] != (h, w):
+            crops = np.stack([resize(p, (w, h)) for p in crops])
+        probs = np.concatenate([model.predict(crops[i:i + 256]) for i in range(0, len(crops), 256)])
+        r = classification_report(probs, labels[usage == code])
+        r.pop("confusion")
+        print(f"{model.key} ({model.variant}) {split}: " + json.dumps({k: (round(v, 4) if isinstance(v, float) else
+                                                        {c: round(x, 4) for c, x in v.items()} if isinstance(v, dict)
+                                                        else v) for k, v in r.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,205 @@
+"""The training loop: reproducible from a seed, checkpointed every epoch, resumable.
+
+Reproducibility: every epoch re-seeds torch's global RNG (dropout) and a private Generator
+(shuffling, augmentation) from (seed, epoch), and the learning rate is a pure function of the
+step. A run resumed from `last.pt` therefore continues exactly as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from affectline.training.augment import augment
+from affectline.training.data import Split, load_split, normalise, soft_targets
+from affectline.training.model import ExpressionVGG, count_params
+
+log = logging.getLogger("affectline.training")
+LAST, BEST = "last.pt", "best.pt"
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out_dir: str
+    seed: int = 0
+    epochs: int = 28
+    width: int = 24
+    dropout: float = 0.3
+    batch_size: int = 128
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+    ferplus_weight: float = 0.4
+    label_smoothing: float = 0.05
+    threads: int = 2
+    train_limit: int = 0  # >0: use only the first N training images (smoke tests)
+    eval_limit: int = 0  # >0: use only the first N PublicTest images (smoke tests)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def build_model(cfg: TrainConfig) -> ExpressionVGG:
+    return ExpressionVGG(width=cfg.width, dropout=cfg.dropout)
+
+
+def lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    """Linear warm-up, then cosine decay to zero."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return 0.5 * base * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def to_input(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 [N,H,W] -> normalised float [N,1,H,W] (the same transform the ONNX manifest declares)."""
+    return normalise(torch.from_numpy(pixels).float().unsqueeze(1) / 255.0)  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, pixels: np.ndarray, batch_size: int = 512,
+                   tta_flip: bool = False) -> np.ndarray:
+    """Logits for uint8 crops; tta_flip averages them with those of the mirrored crops."""
+    model.eval()
+    out = []
+    for i in range(0, len(pixels), batch_size):
+        x = to_input(pixels[i:i + batch_size])
+        z = model(x.contiguous(memory_format=torch.channels_last))
+        if tta_flip:
+            z = (z + model(x.flip(3).contiguous(memory_format=torch.channels_last))) / 2
+        out.append(z)
+    return torch.cat(out).numpy()
+
+
+def _limit(split: Split, n: int) -> Split:
+    return split if n <= 0 else Split(split.pixels[:n], split.labels[:n], split.votes[:n])
+
+
+def setup_logging(out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log.setLevel(logging.INFO)
+    target = str((out_dir / "train.log").resolve())
+    if not any(getattr(h, "baseFilename", None) == target for h in log.handlers):
+        for h in list(log.handlers):  # a new run directory in the same process (tests)
+            log.removeHandler(h)
+        fmt = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+        fmt.converter = time.gmtime
+        for h in (logging.FileHandler(target), logging.StreamHandler()):
+            h.setFormatter(fmt)
+            log.addHandler(h)
+        log.propagate = False
+
+
+def _save_atomic(obj: dict[str, Any], path: Path) -> None:
+    """Write then rename: a kill mid-save never leaves a corrupt checkpoint behind."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: int = 0) -> dict[str, Any]:
+    """Train (or continue) the run in cfg.out_dir; returns the latest checkpoint dict.
+
+    stop_after > 0 runs at most that many epochs in this call (continue later with resume=True).
+    epochs > 0 with resume changes the schedule length of the resumed run (the cosine then ends
+    at the new total); the change is logged and kept in the checkpoint's `schedule_changes`.
+    """
+    out = Path(cfg.out_dir)
+    setup_logging(out)
+    torch.set_num_threads(cfg.threads)
+    start_epoch, history, best_acc = 0, [], -1.0
+    schedule_changes: list[dict[str, int]] = []
+    ckpt: dict[str, Any] = {}
+    if resume and (out / LAST).is_file():
+        ckpt = torch.load(out / LAST, weights_only=False)
+        if ckpt["config"] != asdict(cfg):
+            log.info("resume: using the checkpoint's config %s (ignoring the given one)", ckpt["config"])
+            cfg = TrainConfig.from_dict(ckpt["config"])
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
+                          weight_decay=cfg.weight_decay)
+    if ckpt:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start_epoch, history, best_acc = ckpt["epoch"] + 1, ckpt["history"], ckpt["best_public_acc"]
+        schedule_changes = ckpt.get("schedule_changes", [])
+        log.info("resumed from %s after epoch %d", out / LAST, ckpt["epoch"] + 1)
+        if epochs > 0 and epochs != cfg.epochs:
+            log.info("resume: schedule length changed from %d to %d epochs from epoch %d on",
+                     cfg.epochs, epochs, start_epoch + 1)
+            schedule_changes.append({"from_epoch": start_epoch + 1, "old_epochs": cfg.epochs, "new_epochs": epochs})
+            cfg = TrainConfig.from_dict({**asdict(cfg), "epochs": epochs})
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+
+    tr = _limit(load_split(Path(cfg.data), "train"), cfg.train_limit)
+    pub = _limit(load_split(Path(cfg.data), "public"), cfg.eval_limit)
+    targets = torch.from_numpy(soft_targets(tr, cfg.ferplus_weight, cfg.label_smoothing))
+    pixels01 = torch.from_numpy(tr.pixels).float().unsqueeze(1) / 255.0
+    steps_per_epoch = math.ceil(len(tr) / cfg.batch_size)
+    total, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
+    log.info("model ExpressionVGG(width=%d): %d params; %d training images, %d PublicTest; %d epochs x %d steps",
+             cfg.width, count_params(model), len(tr), len(pub), cfg.epochs, steps_per_epoch)
+
+    ckpt = {}
+    end_epoch = cfg.epochs if stop_after <= 0 else min(cfg.epochs, start_epoch + stop_after)
+    for epoch in range(start_epoch, end_epoch):
+        torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout
+        g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)  # order + augmentation
+        perm = torch.randperm(len(tr), generator=g)
+        model.train()
+        t0, loss_sum = time.perf_counter(), 0.0
+        for i in range(steps_per_epoch):
+            step = epoch * steps_per_epoch + i
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total, warmup, cfg.lr)
+            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            x = augment(pixels01[idx], g)
+            x = normalise(x).contiguous(memory_format=torch.channels_last)  # type: ignore[attr-defined]
+            loss = -(targets[idx] * F.log_softmax(model(x), 1)).sum(1).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.item() * len(idx)
+        train_s = time.perf_counter() - t0
+        logits = predict_logits(model, pub.pixels)
+        acc = float((logits.argmax(1) == pub.labels).mean())
+        nll = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(pub.labels)))
+        history.append({"epoch": epoch + 1, "train_loss": loss_sum / len(tr), "public_acc": acc,
+                        "public_nll": nll, "train_seconds": train_s, "img_per_s": len(tr) / train_s})
+        improved = acc > best_acc
+        best_acc = max(best_acc, acc)
+        ckpt = {"config": asdict(cfg), "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "history": history, "best_public_acc": best_acc, "schedule_changes": schedule_changes}
+        _save_atomic(ckpt, out / LAST)
+        if improved:
+            _save_atomic({"config": asdict(cfg), "epoch": epoch, "model": model.state_dict(), "public_acc": acc},
+                         out / BEST)
+        log.info("epoch %d/%d loss %.4f PublicTest acc %.4f nll %.4f%s | %.0f s, %.0f img/s, lr %.4f",
+                 epoch + 1, cfg.epochs, loss_sum / len(tr), acc, nll, " (best)" if improved else "",
+                 train_s, len(tr) / train_s, opt.param_groups[0]["lr"])
+    if not ckpt:
+        ckpt = torch.load(out / LAST, weights_only=False)
+    log.info("%s: best PublicTest acc %.4f", "done" if end_epoch == cfg.epochs else "stopped", best_acc)
+    return ckpt
+
+
+def load_model(path: Path) -> tuple[ExpressionVGG, TrainConfig, dict[str, Any]]:
+    """A checkpoint (best.pt or last.pt) -> eval-mode model, its config, the raw checkpoint."""
+    ckpt = torch.load(path, weights_only=False)
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    model = build_model(cfg)
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), cfg, ckpt

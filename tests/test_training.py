@@ -1,0 +1,129 @@
+"""Training pipeline: tiny real runs on FER2013 (checkpoint, resume, determinism, ONNX export)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fer_data import FER_NPZ
+
+torch = pytest.importorskip("torch", reason="torch is not installed (pip install 'affectline[train]')")
+
+from affectline.inference.engine import EmotionModel  # noqa: E402
+from affectline.models.registry import ModelRegistry  # noqa: E402
+from affectline.training import cli  # noqa: E402
+from affectline.training.calibrate import fit_temperature, nll_at, softmax  # noqa: E402
+from affectline.training.evaluate import expected_calibration_error  # noqa: E402
+from affectline.training.export import ServingModel  # noqa: E402
+from affectline.training.train import LAST, TrainConfig, load_model, to_input, train  # noqa: E402
+
+needs_data = pytest.mark.skipif(not FER_NPZ.is_file(), reason=f"FER2013 data not available at {FER_NPZ}")
+TINY = {"epochs": 2, "width": 4, "train_limit": 256, "eval_limit": 128, "batch_size": 64, "seed": 7}
+
+
+def tiny_cfg(out: Path) -> TrainConfig:
+    return TrainConfig(data=str(FER_NPZ), out_dir=str(out), **TINY)  # type: ignore[arg-type]
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=False)["model"]
+
+
+def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run-full")
+    train(tiny_cfg(out))
+    return out
+
+
+@needs_data
+def test_seeded_runs_are_identical(full_run: Path, tmp_path: Path) -> None:
+    train(tiny_cfg(tmp_path))
+    assert same_weights(weights(full_run / LAST), weights(tmp_path / LAST))
+    other = TrainConfig(**{**tiny_cfg(tmp_path / "other").__dict__, "seed": 8})
+    train(other)
+    assert not same_weights(weights(full_run / LAST), weights(tmp_path / "other" / LAST))
+
+
+@needs_data
+def test_resume_continues_exactly(full_run: Path, tmp_path: Path) -> None:
+    cfg = tiny_cfg(tmp_path)
+    ckpt = train(cfg, stop_after=1)
+    assert ckpt["epoch"] == 0 and (tmp_path / LAST).is_file() and (tmp_path / "best.pt").is_file()
+    ckpt = train(cfg, resume=True)
+    assert ckpt["epoch"] == 1 and len(ckpt["history"]) == 2
+    assert same_weights(weights(full_run / LAST), weights(tmp_path / LAST))
+    log = (tmp_path / "train.log").read_text()
+    assert "resumed from" in log and "epoch 2/2" in log
+
+
+@needs_data
+def test_export_is_served_by_the_engine_like_torch(full_run: Path, tmp_path: Path) -> None:
+    args = build_args(["--run-dir", str(full_run), "--export-only", "--models-root", str(tmp_path),
+                       "--model-name", "tiny", "--model-version", "3"])
+    assert cli.run(args) == 0
+    registered = ModelRegistry(tmp_path).get("tiny")
+    assert registered.key == "tiny/3"
+    manifest = json.loads((registered.onnx_path.parent / "manifest.json").read_text())
+    assert registered.manifest.class_names == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    assert 0 <= manifest["accuracy"]["fer2013_private_test"] <= 1
+    assert manifest["training"]["seed"] == TINY["seed"]
+    model = EmotionModel.load(registered, providers=["CPUExecutionProvider"])
+    with np.load(FER_NPZ) as d:
+        crops = d["pixels"][d["usage"] == 2][:100]
+    got = model.predict(crops)
+    net, _, _ = load_model(full_run / "best.pt")
+    with torch.no_grad():
+        want = ServingModel(net, manifest["calibration"]["temperature"]).eval()(to_input(crops)).numpy()
+    assert got.shape == (100, 7)
+    assert np.abs(got - want).max() < 1e-4
+    # dynamic batch: one crop at a time gives the same answer
+    assert np.abs(model.predict(crops[:1]) - got[:1]).max() < 1e-5
+
+
+def build_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="affectline")
+    cli.add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["train", *argv])
+
+
+def test_help_and_missing_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        build_args(["--help"])
+    assert e.value.code == 0 and "--resume" in capsys.readouterr().out
+    assert cli.run(build_args(["--data", str(tmp_path / "missing.npz"), "--run-dir", str(tmp_path)])) == 2
+    assert "FER2013 data not found" in capsys.readouterr().err
+    from affectline.training.__main__ import main
+    assert main(["--data", str(tmp_path / "missing.npz")]) == 2
+
+
+def test_temperature_scaling_exact_example() -> None:
+    # every sample has logit margin 2 for class 0 but only 3 in 4 are class 0: the NLL-optimal
+    # temperature makes p(class 0) = 3/4, i.e. sigmoid(2 / T) = 3/4 -> T = 2 / ln 3
+    logits = np.array([[2.0, 0.0]] * 4)
+    labels = np.array([0, 0, 0, 1])
+    t = fit_temperature(logits, labels)
+    assert t == pytest.approx(2 / math.log(3), rel=1e-4)
+    assert nll_at(logits, labels, t) < nll_at(logits, labels, 1.0)
+    # calibrated confidence equals accuracy here, so the ECE drops to zero
+    assert expected_calibration_error(softmax(logits, 1.0), labels) == pytest.approx(0.881 - 0.75, abs=1e-3)
+    assert expected_calibration_error(softmax(logits, t), labels) == pytest.approx(0.0, abs=1e-6)
+
+
+@needs_data
+def test_resume_can_change_the_schedule_length(tmp_path: Path) -> None:
+    cfg = tiny_cfg(tmp_path)
+    train(cfg, stop_after=1)
+    ckpt = train(cfg, resume=True, epochs=3)
+    assert ckpt["epoch"] == 2 and ckpt["config"]["epochs"] == 3
+    assert ckpt["schedule_changes"] == [{"from_epoch": 2, "old_epochs": 2, "new_epochs": 3}]
+    assert "schedule length changed from 2 to 3" in (tmp_path / "train.log").read_text()
