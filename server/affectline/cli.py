@@ -85,6 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list the registered models")
     models.set_defaults(models_command="list")
+
+    from affectline import loadtest_cli
+
+    loadtest_cli.add_parser(sub)
+    from affectline import videos_cli
+
+    videos_cli.add_parser(sub)
+    from affectline.training import cli as training_cli
+
+    training_cli.add_parser(sub)
     return parser
 
 
@@ -212,6 +222,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
+        if args.command == "loadtest":  # a client of the server: no server settings
+            from affectline import loadtest_cli
+
+            return loadtest_cli.run(args)
+        if args.command == "videos":
+            from affectline import videos_cli
+
+            return videos_cli.run(args)
+        if args.command == "train":
+            from affectline.training import cli as training_cli
+
+            return training_cli.run(args)
         settings = _settings(args)
         if args.command == "serve":
             return _serve(settings)

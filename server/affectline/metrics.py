@@ -33,7 +33,7 @@ class Metrics:
     rejected_batches: Counter
 
     @classmethod
-    def create(cls, registry: CollectorRegistry | None = None) -> "Metrics":
+    def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
         r = registry or CollectorRegistry()
         return cls(
             registry=r,

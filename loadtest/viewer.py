@@ -1,0 +1,73 @@
+"""What every viewer-like user shares: its place in the video, crop frames, session rollover."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gevent
+from affectline.partner_client import Frame
+from crops import CropPool, load_pool
+
+NO_FACE_EVERY = 20  # ~5 % of frames: the viewer looked away (face_present = false, no crop)
+_viewer_ids = itertools.count(1)
+_pool: CropPool | None = None
+
+
+def pool() -> CropPool:
+    global _pool
+    if _pool is None:
+        _pool = load_pool()
+    return _pool
+
+
+@dataclass
+class Playback:
+    """A viewer watching one video of `video_s` seconds at `fps`; frames come in batches."""
+
+    fps: float
+    frames_per_batch: int
+    video_s: float
+    video_id: str = "loadtest"
+    viewer_id: str = ""
+    frame_no: int = 0
+
+    def restart(self) -> None:
+        self.viewer_id = f"load-viewer-{next(_viewer_ids)}-{random.randrange(1 << 30)}"
+        self.frame_no = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.frame_no / self.fps >= self.video_s
+
+    def next_frames(self) -> list[Frame]:
+        p = pool()
+        start = self.frame_no
+        self.frame_no += self.frames_per_batch
+        return [
+            Frame(
+                video_time_ms=int((start + i) * 1000 / self.fps),
+                crop=None if (start + i) % NO_FACE_EVERY == NO_FACE_EVERY - 1 else crop,
+            )
+            for i, crop in enumerate(p.take(start + hash(self.viewer_id), self.frames_per_batch))
+        ]
+
+
+def before_end(playback: Playback) -> None:
+    """At the end of a run every user stops at once. Letting the last in-flight batches land and
+    spreading the EndSessions (each computes a summary in SQL) keeps that artificial burst out of
+    the PushCrops tail latency."""
+    gevent.sleep(random.uniform(0.3, 0.3 + playback.frames_per_batch / playback.fps))
+
+
+def shielded(push: Callable[[], None]) -> None:
+    """Runs one batch push in its own greenlet and lets it finish even when Locust stops the user
+    mid-call, so every batch the server stores is also counted as acknowledged."""
+    g = gevent.spawn(push)
+    try:
+        g.get()
+    except gevent.GreenletExit:
+        g.join()
+        raise
