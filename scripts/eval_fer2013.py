@@ -25,6 +25,8 @@ from PIL import Image
 from affectline.classify import classify_files
 from affectline.inference.engine import EmotionModel
 from affectline.models.registry import DEFAULT_MODEL, ModelNotFoundError, ModelRegistry
+from affectline.training.data import CLASS_NAMES
+from affectline.training.evaluate import classification_report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared/data/fer2013/fer2013.npz"
@@ -54,22 +56,10 @@ def evaluate_split(model: EmotionModel, pixels: np.ndarray, labels: np.ndarray, 
         dt = time.perf_counter() - t0
     if np.isnan(probs).any():
         raise SystemExit(f"[{name}] some images got no result")
-    pred = probs.argmax(1)
-    k = len(classes)
-    cm = np.zeros((k, k), np.int64)
-    np.add.at(cm, (labels, pred), 1)
-    tp = np.diag(cm).astype(np.float64)
-    recall = tp / np.maximum(cm.sum(1), 1)
-    precision = tp / np.maximum(cm.sum(0), 1)
-    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
-    hi, si = classes.index("happy"), classes.index("sad")
-    hs = (labels == hi) | (labels == si)
-    hs_pred = np.where(probs[hs, hi] >= probs[hs, si], hi, si)
-    return {
-        "n": n, "seconds": dt, "accuracy": float((pred == labels).mean()), "macro_f1": float(f1.mean()),
-        "recall": {c: float(r) for c, r in zip(classes, recall)}, "confusion": cm,
-        "happy_vs_sad": float((hs_pred == labels[hs]).mean()), "happy_vs_sad_n": int(hs.sum()),
-    }
+    if classes != CLASS_NAMES:
+        raise SystemExit(f"model classes {classes} differ from FER2013's {CLASS_NAMES}")
+    hs = np.isin(labels, (classes.index("happy"), classes.index("sad")))
+    return {**classification_report(probs, labels), "n": n, "seconds": dt, "happy_vs_sad_n": int(hs.sum())}
 
 
 def report(name: str, r: dict[str, Any], classes: tuple[str, ...]) -> None:
@@ -77,6 +67,7 @@ def report(name: str, r: dict[str, Any], classes: tuple[str, ...]) -> None:
     print(f"accuracy      {r['accuracy'] * 100:.2f} %")
     print(f"macro-F1      {r['macro_f1'] * 100:.2f} %")
     print(f"happy-vs-sad  {r['happy_vs_sad'] * 100:.2f} % (n={r['happy_vs_sad_n']}, argmax of p(happy) vs p(sad))")
+    print(f"calibration   ECE {r['ece']:.4f}, NLL {r['nll']:.4f}")
     print("per-class recall: " + "  ".join(f"{c} {v:.3f}" for c, v in r["recall"].items()))
     print("confusion matrix (rows = true, cols = predicted):")
     print(" " * 10 + "".join(f"{c[:8]:>9}" for c in classes))
