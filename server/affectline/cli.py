@@ -164,14 +164,10 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
 def _privacy(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import datetime, timedelta, timezone
 
-    from affectline.storage.database import make_engine, upgrade
-    from affectline.storage.timeline_store import TimelineStore
+    from affectline.storage.timeline_store import open_store
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        upgrade(engine)
-        store = TimelineStore(engine)
+    with open_store(settings.resolved_database_url, migrate=True) as store:
         if args.privacy_command == "erase":
             n = store.erase_viewer(args.viewer_id)
             print(f"erased viewer {args.viewer_id!r}: {n} sessions with their frames")
@@ -182,8 +178,6 @@ def _privacy(args: argparse.Namespace, settings: Settings) -> int:
         cutoff = datetime.now(timezone.utc) - timedelta(days=days)
         print(f"purged {store.purge_sessions_started_before(cutoff)} sessions started before {cutoff:%Y-%m-%d %H:%M} UTC")
         return 0
-    finally:
-        engine.dispose()
 
 
 def _classify(args: argparse.Namespace, settings: Settings) -> int:

@@ -15,16 +15,15 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from affectline.serve_process import ServeProcess, start_serve
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = REPO_ROOT / "loadtest" / "locustfile.py"
@@ -73,43 +72,13 @@ def parse_duration(text: str) -> int:
     return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _log(msg: str) -> None:
     print(f"[loadtest {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def start_server(workdir: Path, log_path: Path) -> tuple[subprocess.Popen, int, int, str]:
-    grpc_port, http_port = _free_port(), _free_port()
+def start_server(workdir: Path, log_path: Path) -> tuple[ServeProcess, str]:
     url = f"sqlite:///{workdir / 'loadtest.db'}"
-    cmd = [sys.executable, "-m", "affectline", "serve", "--host", "127.0.0.1", "--grpc-port", str(grpc_port),
-           "--http-port", str(http_port), "--data-dir", str(workdir), "--database-url", url]
-    proc = subprocess.Popen(cmd, stdout=log_path.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"serve exited with {proc.returncode}; see {log_path}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=1) as r:
-                if r.status == 200:
-                    return proc, grpc_port, http_port, url
-        except OSError:
-            time.sleep(0.25)
-    proc.kill()
-    raise RuntimeError(f"serve was not healthy in 90 s; see {log_path}")
-
-
-def stop_server(proc: subprocess.Popen) -> int:
-    proc.send_signal(signal.SIGTERM)  # graceful: in-flight batches are finished and stored
-    try:
-        return proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait()
+    return start_serve(workdir, log_path, ["--database-url", url]), url
 
 
 def read_stats(csv_path: Path) -> dict[str, dict[str, str]]:
@@ -294,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for old in [*out.glob("acked-*.json"), *out.glob("steps-*.json")]:
         old.unlink()
-    server: subprocess.Popen | None = None
+    server: ServeProcess | None = None
     cpu: CpuSampler | None = None
     workdir = tempfile.TemporaryDirectory(prefix="affectline-loadtest-db-")
     try:
@@ -302,9 +271,10 @@ def run(args: argparse.Namespace) -> int:
             host, grpc_port, http_port, db_url = args.host, args.grpc_port or 50051, args.http_port or 8080, args.database_url
         else:
             _log("starting affectline serve (temporary SQLite database) ...")
-            server, grpc_port, http_port, db_url = start_server(Path(workdir.name), out / "server.log")
+            server, db_url = start_server(Path(workdir.name), out / "server.log")
+            grpc_port, http_port = server.grpc_port, server.http_port
             host = "127.0.0.1"
-            cpu = CpuSampler(server.pid)
+            cpu = CpuSampler(server.proc.pid)
             _log(f"server ready: gRPC {host}:{grpc_port}, HTTP {host}:{http_port} (log: {out / 'server.log'})")
 
         rate = args.spawn_rate or max(1.0, args.users / 5)
@@ -333,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
             cpu.stop()
         if server is not None:
             _log("stopping the server (finishes in-flight batches) ...")
-            _log(f"server exited with {stop_server(server)}")
+            _log(f"server exited with {server.stop()}")
             server = None
 
         stats_csv, stats_json = out / "locust_stats.csv", out / "locust_final.json"
@@ -343,12 +313,10 @@ def run(args: argparse.Namespace) -> int:
         acked = read_acked(out)
         stored = None
         if db_url:
-            from affectline.storage.database import make_engine
-            from affectline.storage.timeline_store import TimelineStore
+            from affectline.storage.timeline_store import open_store
 
-            engine = make_engine(db_url)
-            stored = TimelineStore(engine).count_frames()
-            engine.dispose()
+            with open_store(db_url) as store:
+                stored = store.count_frames()
         checks = evaluate(read_final_stats(stats_json), acked.get("frames_acked", 0), stored)
         steps = read_steps(out, cpu)
         (out / "slo.json").write_text(json.dumps({"checks": [c.__dict__ for c in checks], "acked": acked,
@@ -365,5 +333,5 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         if server is not None:
-            stop_server(server)
+            server.stop()
         workdir.cleanup()

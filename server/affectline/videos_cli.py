@@ -24,16 +24,12 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from affectline.config import settings_from_env
-    from affectline.storage.database import make_engine, upgrade
-    from affectline.storage.timeline_store import TimelineStore
+    from affectline.storage.timeline_store import open_store
     from affectline.videos import add_video
 
     settings = settings_from_env().with_overrides(database_url=args.database_url, data_dir=args.data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        upgrade(engine)
-        store = TimelineStore(engine)
+    with open_store(settings.resolved_database_url, migrate=True) as store:
         if args.videos_command == "add":
             try:
                 vid = add_video(store, args.file, args.title, args.video_id, args.variant)
@@ -44,6 +40,4 @@ def run(args: argparse.Namespace) -> int:
         else:
             for v in store.list_videos():
                 print(f"{v['video_id']}\t{v['title']}\t{v['mime_type'] or '-'}\t{','.join(v['variants'])}\t{v['media_path'] or '-'}")
-    finally:
-        engine.dispose()
     return 0

@@ -15,30 +15,20 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import httpx
 import numpy as np
 
 from affectline.bench.ceiling import measure_ceiling
 from affectline.bench.sessions import LoadResult, LoadSpec, run_client_process
+from affectline.serve_process import start_serve
 
 FER_NPZ = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "fer2013" / "fer2013.npz"
 SLO_P99_S = 0.100
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def load_faces(size: int) -> tuple[np.ndarray, str]:
@@ -84,40 +74,22 @@ def served(model: str, extra_args: list[str], data_dir: str | None = None) -> It
     """Runs `affectline serve` with SQLite in `data_dir` (a temp dir if None); yields the gRPC
     target, and stops the server gracefully when the block ends."""
     with tempfile.TemporaryDirectory() as scratch:
-        tmp = data_dir or scratch
-        grpc_port, http_port = _free_port(), _free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "affectline", "serve", "--grpc-port", str(grpc_port), "--http-port", str(http_port),
-             "--data-dir", tmp, "--model", model, *extra_args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )
+        tmp = Path(data_dir or scratch)
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    print(server.stderr.read() if server.stderr else "", file=sys.stderr)
-                    raise SystemExit("server did not start")
-                time.sleep(0.2)
-            yield f"127.0.0.1:{grpc_port}"
+            server = start_serve(tmp, tmp / "server.log", ["--model", model, *extra_args], timeout_s=60)
+        except RuntimeError as exc:
+            raise SystemExit(f"server did not start: {exc}\n{(tmp / 'server.log').read_text()}") from exc
+        try:
+            yield server.grpc_target
         finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=60)
+            server.stop()
 
 
 def count_stored(db_url: str) -> int:
-    from affectline.storage.database import make_engine
-    from affectline.storage.timeline_store import TimelineStore
+    from affectline.storage.timeline_store import open_store
 
-    engine = make_engine(db_url)
-    try:
-        return TimelineStore(engine).count_frames()
-    finally:
-        engine.dispose()
+    with open_store(db_url) as store:
+        return store.count_frames()
 
 
 def within_slo(r: LoadResult) -> bool:

@@ -9,7 +9,8 @@ an idempotent retry is one race-free statement on either backend.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -28,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
+from affectline.storage.database import make_engine, upgrade
 from affectline.storage.records import (
     EMOTIONS,
     BatchRecord,
@@ -60,6 +62,18 @@ _frames = cast(Table, FrameRow.__table__)  # type: ignore[attr-defined]
 # Every frames column but the generated id, in table order (the COPY column list).
 _FRAME_COLUMNS: tuple[str, ...] = tuple(c.name for c in _frames.columns if c.name != "id")
 _COPY_FRAMES = f"COPY frames ({', '.join(_FRAME_COLUMNS)}) FROM STDIN"
+
+
+@contextmanager
+def open_store(url: str, *, migrate: bool = False) -> Iterator[TimelineStore]:
+    """A store on an engine of its own, disposed on exit: for commands and tools, not the server."""
+    engine = make_engine(url)
+    try:
+        if migrate:
+            upgrade(engine)
+        yield TimelineStore(engine)
+    finally:
+        engine.dispose()
 
 
 class TimelineStore:

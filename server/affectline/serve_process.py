@@ -1,0 +1,60 @@
+"""`affectline serve` as a child process on free loopback ports, for the load tests and the benchmark."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ServeProcess:
+    proc: subprocess.Popen
+    grpc_port: int
+    http_port: int
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def stop(self) -> int:
+        """Graceful: in-flight batches are finished and stored before the process exits."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def start_serve(data_dir: Path, log_path: Path, extra_args: Sequence[str] = (), timeout_s: float = 90) -> ServeProcess:
+    """Starts the server and returns once /healthz answers 200; raises RuntimeError otherwise."""
+    grpc_port, http_port = free_port(), free_port()
+    cmd = [sys.executable, "-m", "affectline", "serve", "--host", "127.0.0.1", "--grpc-port", str(grpc_port),
+           "--http-port", str(http_port), "--data-dir", str(data_dir), *extra_args]
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"serve exited with {proc.returncode}; see {log_path}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=1) as r:
+                if r.status == 200:
+                    return ServeProcess(proc, grpc_port, http_port)
+        except OSError:
+            time.sleep(0.25)
+    proc.kill()
+    raise RuntimeError(f"serve was not healthy in {timeout_s:.0f} s; see {log_path}")
