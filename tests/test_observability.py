@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -19,7 +18,7 @@ import grpc
 import httpx
 import numpy as np
 import pytest
-from affectline.loadtest_cli import start_server, stop_server
+from affectline.serve_process import free_port, start_serve
 from affectline.partner_client import ClientSession, Frame, start_request
 from affectline.v1 import session_pb2_grpc
 from conftest import REPO_ROOT
@@ -33,18 +32,12 @@ needs_prometheus = pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not
                                       "(scripts/system_deps.sh does it)")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[tuple[int, int]]:
     workdir = tmp_path_factory.mktemp("obs")
-    proc, grpc_port, http_port, _ = start_server(workdir, workdir / "server.log")
-    yield grpc_port, http_port
-    stop_server(proc)
+    served = start_serve(workdir, workdir / "server.log")
+    yield served.grpc_port, served.http_port
+    served.stop()
 
 
 def push_traffic(grpc_port: int, seconds: float, sessions: int = 2) -> int:
