@@ -7,9 +7,31 @@ import sys
 def test_bench_smoke_run_stores_every_acked_frame():
     result = subprocess.run(
         [sys.executable, "-m", "affectline.bench", "--duration", "2", "--clients", "1",
-         "--saturate-sessions", "4", "--capacity-steps", "4"],
+         "--saturate-sessions", "4", "--capacity-steps", "4",
+         "--repeats", "1", "--ceiling-seconds", "0.2"],
         capture_output=True, text=True, timeout=240,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    for line in ("raw ceiling", "serving, saturated", "% of ceiling", "capacity at 30 fps", "(all acked frames stored)"):
+    for line in ("raw ceiling", "1 session", "sessions x 1 thread", "serving, saturated", "% of ceiling", "capacity at 30 fps", "(all acked frames stored)"):
         assert line in result.stdout
+
+
+def test_capacity_steps_auto_spans_30_to_100_percent_of_what_the_ceiling_can_feed():
+    from affectline.bench.__main__ import capacity_steps
+
+    assert capacity_steps("auto", 3000.0) == [30, 40, 50, 60, 70, 80, 90, 100]
+    assert capacity_steps("auto", 60.0) == [1, 2]  # tiny ceilings still give distinct steps >= 1
+    assert capacity_steps("5,10", 3000.0) == [5, 10]
+
+
+def test_median_step_takes_the_median_p99_run_but_keeps_every_runs_errors():
+    from affectline.bench.__main__ import median_step, percentile
+    from affectline.bench.sessions import LoadResult
+
+    fast = LoadResult([0.01] * 100, 1000, 1000, {}, 10.0)
+    middle = LoadResult([0.05] * 100, 1000, 1000, {}, 10.0)
+    slow = LoadResult([0.5] * 100, 1000, 990, {"UNAVAILABLE": 1}, 10.0)
+    step = median_step([slow, fast, middle])
+    assert percentile(step.latencies_s, 99) == 0.05
+    assert step.errors == {"UNAVAILABLE": 1}
+    assert step.frames_sent - step.frames_acked == 10
