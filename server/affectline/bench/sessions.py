@@ -8,6 +8,7 @@ PushCrops of `frames_per_batch` frames at a time (as the browser does), either p
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from dataclasses import dataclass, field
 
@@ -94,4 +95,6 @@ async def _run(spec: LoadSpec, faces: np.ndarray, first_index: int) -> LoadResul
 
 def run_client_process(spec: LoadSpec, faces: np.ndarray, first_index: int, out) -> None:
     """Entry point of one client process: puts its LoadResult on the queue `out`."""
+    gc.collect()
+    gc.freeze()  # the client is the measuring instrument: no long collections over its startup objects
     out.put(asyncio.run(_run(spec, faces, first_index)))
