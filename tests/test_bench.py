@@ -3,15 +3,19 @@
 import subprocess
 import sys
 
+import pytest
 
-def test_bench_smoke_run_stores_every_acked_frame():
+
+@pytest.mark.parametrize("transport", ["unary", "stream"])
+def test_bench_smoke_run_stores_every_acked_frame(transport):
     result = subprocess.run(
         [sys.executable, "-m", "affectline.bench", "--duration", "2", "--clients", "1",
          "--saturate-sessions", "4", "--capacity-steps", "4",
-         "--repeats", "1", "--ceiling-seconds", "0.2"],
+         "--repeats", "1", "--ceiling-seconds", "0.2", "--transport", transport],
         capture_output=True, text=True, timeout=240,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{transport} calls" in result.stdout
     for line in ("raw ceiling", "1 session", "sessions x 1 thread", "serving, saturated", "% of ceiling", "capacity at 30 fps", "(all acked frames stored)"):
         assert line in result.stdout
 

@@ -131,7 +131,7 @@ def sweep(args: argparse.Namespace, faces: np.ndarray) -> int:
             knobs = [f"--max-batch-size={size}", f"--max-queue-delay-ms={delay}", *args.server_arg]
             with served(args.model, knobs) as target:
                 r = run_load(LoadSpec(target, args.sweep_sessions, args.duration, paced=True,
-                                      frames_per_batch=args.frames_per_batch), args.clients, faces)
+                                      frames_per_batch=args.frames_per_batch, transport=args.transport), args.clients, faces)
             lat = r.latencies_s
             print(f"{size:>9} {delay:>8g} {r.frames_acked / r.elapsed_s:>9,.0f} {percentile(lat, 50) * 1000:>7.1f} "
                   f"{percentile(lat, 95) * 1000:>7.1f} {percentile(lat, 99) * 1000:>7.1f} {sum(r.errors.values()):>6}",
@@ -162,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=2,
                     help="runs per capacity step; the run with the median p99 decides (default: 2)")
     ap.add_argument("--frames-per-batch", type=int, default=10)
+    ap.add_argument("--transport", choices=("unary", "stream"), default="unary",
+                    help="unary: one PushCrops call per batch, as browsers must; stream: one StreamCrops "
+                         "stream per session, as native gRPC partners may (default: unary)")
     ap.add_argument("--server-arg", action="append", default=[], help="extra `affectline serve` argument (repeatable)")
     ap.add_argument("--sweep", action="store_true",
                     help="instead: serve a fixed paced load under each max-batch-size x max-queue-delay setting")
@@ -176,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     from affectline.models.registry import ModelRegistry
 
     model = EmotionModel.load(ModelRegistry().get(args.model))
-    print(f"machine: {os.cpu_count()} cores; model {args.model}, variant {model.variant} (as served)", flush=True)
+    print(f"machine: {os.cpu_count()} cores; model {args.model}, variant {model.variant} (as served); "
+          f"{args.transport} calls, {args.frames_per_batch} frames per batch", flush=True)
     print("[1/5] raw model ceiling (onnxruntime on pre-made tensors)...", flush=True)
     points = measure_ceiling(model, seconds=args.ceiling_seconds)
     if (os.cpu_count() or 1) > 1:  # the workers' layout: one single-threaded session per core
@@ -193,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             total = LoadResult()
             print(f"[3/5] saturation: {args.saturate_sessions} sessions, batches back to back, {args.duration:.0f} s...", flush=True)
             sat = run_load(LoadSpec(target, args.saturate_sessions, args.duration, paced=False,
-                                    frames_per_batch=args.frames_per_batch, video_id="bench-saturation"), args.clients, faces)
+                                    frames_per_batch=args.frames_per_batch, transport=args.transport, video_id="bench-saturation"), args.clients, faces)
             total.merge(sat)
             print("      " + describe("saturation", sat), flush=True)
 
@@ -204,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             for n in steps:
                 runs = []
                 for _ in range(args.repeats):
-                    runs.append(run_load(LoadSpec(target, n, args.duration, paced=True, frames_per_batch=args.frames_per_batch,
+                    runs.append(run_load(LoadSpec(target, n, args.duration, paced=True, frames_per_batch=args.frames_per_batch, transport=args.transport,
                                                   video_id=f"bench-paced-{n}"), args.clients, faces))
                     total.merge(runs[-1])
                 step = median_step(runs)

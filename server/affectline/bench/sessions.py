@@ -29,6 +29,7 @@ class LoadSpec:
     frames_per_batch: int = 10
     paced: bool = True
     video_id: str = "bench"
+    transport: str = "unary"  # "unary": one PushCrops call per batch (the browser's way); "stream": StreamCrops
 
 
 @dataclass
@@ -56,6 +57,7 @@ async def _one_session(stub, spec: LoadSpec, faces: np.ndarray, index: int, stop
     # Stagger session phases across one batch period, as real viewers are not synchronised.
     next_at = time.perf_counter() + (index % 97) / 97 * batch_period
     frame_no = 0
+    stream = stub.StreamCrops() if spec.transport == "stream" else None
     while True:
         if spec.paced:
             delay = next_at - time.perf_counter()
@@ -73,12 +75,20 @@ async def _one_session(stub, spec: LoadSpec, faces: np.ndarray, index: int, stop
         result.frames_sent += len(frames)
         t0 = time.perf_counter()
         try:
-            ack = await stub.PushCrops(request)
+            if stream is None:
+                ack = await stub.PushCrops(request)
+            else:
+                await stream.write(request)
+                ack = await stream.read()
         except grpc.aio.AioRpcError as exc:
             result.errors[exc.code().name] = result.errors.get(exc.code().name, 0) + 1
+            if stream is not None:  # a failed stream is over: continue on a new one
+                stream = stub.StreamCrops()
             continue
         result.latencies_s.append(time.perf_counter() - t0)
         result.frames_acked += len(ack.results)
+    if stream is not None:
+        await stream.done_writing()
     await stub.EndSession(session.end_request())
 
 
