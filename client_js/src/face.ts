@@ -1,7 +1,7 @@
 // In-browser face detection (Human, wasm backend, served locally) and the eye-aligned crop.
 import { Human } from "@vladmandic/human";
 
-export const CROP = 64;
+export const DEFAULT_CROP = 64; // used only if the server's CropSpec names no size
 // Where the eyes land in the square crop (fractions of its side): the median eye centres
 // measured on FER2013 crops, the framing the models were trained on (docs/model-card.md).
 const EYE_L = [0.3, 0.38] as const;
@@ -58,15 +58,17 @@ export async function detect(human: Human, video: HTMLVideoElement): Promise<Fac
 
 export class Cropper {
   private ctx: CanvasRenderingContext2D;
-  constructor() {
+  /** size: the crop's side in pixels, as the server's CropSpec asks (the model's input size). */
+  constructor(readonly size: number = DEFAULT_CROP) {
     const canvas = document.createElement("canvas");
-    canvas.width = canvas.height = CROP;
+    canvas.width = canvas.height = size;
     this.ctx = canvas.getContext("2d", { willReadFrequently: true })!;
   }
 
-  /** 64x64 gray8 crop with the eyes at EYE_L/EYE_R (rotation removed), BT.601 luma. */
+  /** size x size gray8 crop with the eyes at EYE_L/EYE_R (rotation removed), BT.601 luma. */
   crop(video: HTMLVideoElement, face: Face): Uint8Array {
     const { ctx } = this;
+    const CROP = this.size;
     const [lx, ly] = face.eyeL, [rx, ry] = face.eyeR;
     const angle = Math.atan2(ry - ly, rx - lx);
     const scale = ((EYE_R[0] - EYE_L[0]) * CROP) / (Math.hypot(rx - lx, ry - ly) || 1);

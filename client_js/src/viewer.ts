@@ -7,7 +7,7 @@ import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import type { Human } from "@vladmandic/human";
 import { SessionService, StartSessionRequestSchema } from "./gen/affectline/v1/session_pb";
 import { deriveBatchKey, newKeyPair } from "./e2ee";
-import { Cropper, detect, loadDetector, type Face } from "./face";
+import { Cropper, DEFAULT_CROP, detect, loadDetector, type Face } from "./face";
 import { Uploader, sleep } from "./uploader";
 
 export const NOTICE_VERSION = "2026-11-22";
@@ -35,6 +35,7 @@ let stream: MediaStream | null = null;
 let uploader: Uploader | null = null;
 let session: { id: string; token: string } | null = null;
 let capturing = false;
+let cropSize = DEFAULT_CROP; // the server's CropSpec (the model's input size) replaces it on start
 let buffering = false;
 
 function show(state: string, message = ""): void {
@@ -84,6 +85,7 @@ async function consent(): Promise<void> {
     session = { id: started.sessionId, token: started.sessionToken };
     stats.sessionId = session.id;
     const perBatch = Math.min(10, started.cropSpec?.maxFramesPerBatch || 10);
+    cropSize = started.cropSpec?.width || DEFAULT_CROP;
     uploader = new Uploader(client, session.id, session.token, key, perBatch);
     stats.uploader = uploader.stats;
     await human;
@@ -140,7 +142,7 @@ async function captureLoop(): Promise<void> {
   if (capturing) return;
   capturing = true;
   const h = await human!;
-  const cropper = new Cropper();
+  const cropper = new Cropper(cropSize);
   let n = 0, last: Face | null = null, detectEma = 0, cropEma = 0;
   const started = performance.now();
   while (capturing && uploader) {
