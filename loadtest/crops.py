@@ -1,7 +1,7 @@
 """Face crops for the load: FER2013 faces when the research data set is present, else synthetic.
 
 FER2013 is read in place (../shared/data/fer2013/fer2013.npz or $AFFECTLINE_FER2013) and never
-copied: a few hundred PrivateTest faces are resized to the model's 64x64 in memory. Without it,
+copied: a few hundred PrivateTest faces are resized to the server's crop size in memory. Without it,
 face-like gray images are drawn in code (oval head, eyes, brows, mouth, shading, noise) so the
 payload size, entropy and model work are the same as for real faces.
 """
@@ -31,11 +31,21 @@ class CropPool:
         return [self.crops[(start + i) % len(self.crops)] for i in range(n)]
 
 
-def load_pool(size: int = 64, n: int = POOL_SIZE, seed: int = 0) -> CropPool:
-    if FER_NPZ.is_file():
+_fer_faces: dict[int, np.ndarray] = {}
+
+
+def _fer_private_test(n: int) -> np.ndarray:
+    """The first n PrivateTest faces (48x48), read once per process."""
+    if n not in _fer_faces:
         with np.load(FER_NPZ) as data:
             rows = np.flatnonzero(data["usage"] == PRIVATE_TEST)[:n]
-            faces = data["pixels"][rows]
+            _fer_faces[n] = data["pixels"][rows]
+    return _fer_faces[n]
+
+
+def load_pool(size: int = 64, n: int = POOL_SIZE, seed: int = 0) -> CropPool:
+    if FER_NPZ.is_file():
+        faces = _fer_private_test(n)
         crops = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_LINEAR) for f in faces])
         return CropPool(crops, "fer2013")
     return CropPool(synthetic_faces(n, size, seed), "synthetic")

@@ -75,6 +75,7 @@ class GrpcViewerUser(User):
             return None  # already reported by the interceptor; retried next task
         tally.COUNTS["sessions_started"] += 1
         tally.RECENT_SESSIONS.append(response.session_id)
+        self.playback.crop_size = response.crop_spec.width or self.playback.crop_size
         return ClientSession.open(key, response)
 
     def end_session(self) -> None:

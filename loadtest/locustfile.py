@@ -5,7 +5,7 @@
 
 Users (weights set with --mix): GrpcViewerUser (native gRPC, unary PushCrops), GrpcStreamPartnerUser
 (bidi StreamCrops), GrpcWebViewerUser (gRPC-web over HTTP, as browsers), AnalystUser (Connect JSON
-analytics, every 2-5 s). Every viewer streams 30 fps of 64x64 face crops in encrypted batches.
+analytics, every 2-5 s). Every viewer streams 30 fps of face crops (at the size the server's CropSpec names) in encrypted batches.
 Locust rows: StartSession/PushCrops/EndSession (grpc), StreamCrops (one per acked batch),
 "grpc-web <Method>", GetVideoTimeline/GetSessionTimeline (connect-json).
 """
@@ -77,7 +77,7 @@ def _init(environment: Environment, **_: Any) -> None:
         cls.weight = weights.get(name, cls.weight)
     chosen = [cls for cls in USER_CLASSES.values() if cls.weight > 0]
     environment.user_classes = chosen
-    pool()  # load crops before the clock starts
+    pool()  # read the faces before the clock starts (other crop sizes are resized from them)
 
 
 @events.test_start.add_listener

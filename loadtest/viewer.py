@@ -13,14 +13,14 @@ from crops import CropPool, load_pool
 
 NO_FACE_EVERY = 20  # ~5 % of frames: the viewer looked away (face_present = false, no crop)
 _viewer_ids = itertools.count(1)
-_pool: CropPool | None = None
+_pools: dict[int, CropPool] = {}
 
 
-def pool() -> CropPool:
-    global _pool
-    if _pool is None:
-        _pool = load_pool()
-    return _pool
+def pool(size: int = 64) -> CropPool:
+    """Face crops of `size` x `size` (the server's CropSpec), made once per size."""
+    if size not in _pools:
+        _pools[size] = load_pool(size)
+    return _pools[size]
 
 
 @dataclass
@@ -33,6 +33,7 @@ class Playback:
     video_id: str = "loadtest"
     viewer_id: str = ""
     frame_no: int = 0
+    crop_size: int = 64  # set from the server's CropSpec once a session has started
 
     def restart(self) -> None:
         self.viewer_id = f"load-viewer-{next(_viewer_ids)}-{random.randrange(1 << 30)}"
@@ -43,7 +44,7 @@ class Playback:
         return self.frame_no / self.fps >= self.video_s
 
     def next_frames(self) -> list[Frame]:
-        p = pool()
+        p = pool(self.crop_size)
         start = self.frame_no
         self.frame_no += self.frames_per_batch
         return [

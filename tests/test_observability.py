@@ -21,7 +21,7 @@ import pytest
 from affectline.serve_process import free_port, start_serve
 from affectline.partner_client import ClientSession, Frame, start_request
 from affectline.v1 import session_pb2_grpc
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, served_crop_size
 from cryptography.hazmat.primitives.asymmetric import ec
 
 OBS = REPO_ROOT / "deploy" / "observability"
@@ -42,7 +42,8 @@ def server(tmp_path_factory) -> Iterator[tuple[int, int]]:
 
 def push_traffic(grpc_port: int, seconds: float, sessions: int = 2) -> int:
     """Real sessions pushing 10-frame batches at ~30 fps each; returns frames acknowledged."""
-    faces = np.random.default_rng(0).integers(0, 255, (20, 64, 64), dtype=np.uint8)
+    size = served_crop_size()
+    faces = np.random.default_rng(0).integers(0, 255, (20, size, size), dtype=np.uint8)
     acked = 0
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
         stub = session_pb2_grpc.SessionServiceStub(channel)

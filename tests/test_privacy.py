@@ -28,7 +28,7 @@ def test_crops_handed_to_the_model_are_zeroed_after_inference(tmp_path, fer_face
 
     service = SessionService(
         store=parts.store, writer=parts.writer, score=recording_score,
-        crop_spec=CropSpec(64, 64, 1, parts.model.key, 64), key_wrapper=KeyWrapper(b"k" * 32),
+        crop_spec=CropSpec(*parts.model.crop_size, 1, parts.model.key, 64), key_wrapper=KeyWrapper(b"k" * 32),
         metrics=parts.metrics, session_ttl=timedelta(hours=1),
     )
 
@@ -42,7 +42,8 @@ def test_crops_handed_to_the_model_are_zeroed_after_inference(tmp_path, fer_face
 
     asyncio.run(scenario())
     parts.writer.close()
-    assert len(seen) == 1 and seen[0].shape == (10, 64, 64)
+    w, h = parts.model.crop_size
+    assert len(seen) == 1 and seen[0].shape == (10, h, w)
     assert not seen[0].any(), "decrypted crops must be zeroed once scored"
 
 
@@ -57,5 +58,5 @@ def test_no_crop_pixels_are_stored_in_the_database(tmp_path, fer_faces):
         partner.close()
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("affectline.db*"))
     assert len(stored) > 10_000  # the database holds the timeline...
-    for row in range(0, 64, 8):  # ...but not one 64-pixel row of the crop that was sent 50 times
+    for row in range(0, len(face), 8):  # ...but not one pixel row of the crop that was sent 50 times
         assert face[row].tobytes() not in stored

@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from affectline.models.registry import DEFAULT_MODEL
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -20,7 +22,7 @@ class Settings:
     data_dir: Path = Path("data")
     # Empty: SQLite file <data_dir>/affectline.db
     database_url: str = ""
-    model: str = "fer-mini-xception"
+    model: str = DEFAULT_MODEL
     # Precision variant: auto (per provider: TensorRT int8 > CUDA fp16 > fastest measured on CPU), fp32, fp16, int8.
     model_variant: str = "auto"
     # Dynamic batching knobs of the inference engine.
