@@ -39,3 +39,6 @@ def test_median_step_takes_the_median_p99_run_but_keeps_every_runs_errors():
     assert percentile(step.latencies_s, 99) == 0.05
     assert step.errors == {"UNAVAILABLE": 1}
     assert step.frames_sent - step.frames_acked == 10
+    lossy_median = LoadResult([0.05] * 100, 1000, 995, {}, 10.0)
+    step = median_step([fast, lossy_median, slow])
+    assert step.frames_sent - step.frames_acked == 15  # 5 of the chosen run + 10 of another, each once

@@ -102,12 +102,11 @@ def median_step(runs: list[LoadResult]) -> LoadResult:
     unacknowledged frames of any repeat still count against it."""
     ranked = sorted(runs, key=lambda r: percentile(r.latencies_s, 99))
     chosen = ranked[(len(ranked) - 1) // 2]
-    merged = LoadResult(list(chosen.latencies_s), chosen.frames_sent, chosen.frames_acked, {}, chosen.elapsed_s)
+    merged = LoadResult(list(chosen.latencies_s), chosen.frames_acked, chosen.frames_acked, {}, chosen.elapsed_s)
     for r in runs:
         for k, v in r.errors.items():
             merged.errors[k] = merged.errors.get(k, 0) + v
-        if r.frames_acked != r.frames_sent:
-            merged.frames_sent += r.frames_sent - r.frames_acked  # shows as unacknowledged
+        merged.frames_sent += r.frames_sent - r.frames_acked  # any repeat's unacknowledged frames show
     return merged
 
 
