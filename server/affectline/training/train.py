@@ -33,15 +33,15 @@ class TrainConfig:
     out_dir: str
     seed: int = 0
     epochs: int = 28
-    width: int = 24
+    width: int = 32
     dropout: float = 0.3
     batch_size: int = 128
     lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0
-    ferplus_weight: float = 0.4
-    label_smoothing: float = 0.05
+    ferplus_weight: float = 0.0  # FER+ votes pulled fear/disgust towards neutral (affectline-vgg/1)
+    label_smoothing: float = 0.1
     threads: int = 2
     train_limit: int = 0  # >0: use only the first N training images (smoke tests)
     eval_limit: int = 0  # >0: use only the first N PublicTest images (smoke tests)
