@@ -56,7 +56,7 @@ class _Request:
 
 @dataclass(frozen=True, slots=True)
 class BatcherConfig:
-    max_batch_size: int = 64
+    max_batch_size: int = 32
     max_queue_delay_s: float = 0.005
     max_queued_crops: int = 4096
     max_sequence_share: float = 0.5
