@@ -80,6 +80,14 @@ def _rounded(r: dict[str, Any]) -> dict[str, Any]:
                 {c: round(x, 4) for c, x in v.items()} if isinstance(v, dict) else v) for k, v in r.items()}
 
 
+def training_data(cfg: dict[str, Any]) -> str:
+    """What the targets were made of, from the run's own config (not a fixed text)."""
+    w, ls = cfg["ferplus_weight"], cfg["label_smoothing"]
+    targets = (f"{1 - w:g} x FER2013 label + {w:g} x FER+ vote distribution" if w > 0 else "FER2013 labels")
+    return (f"FER2013 Training split, targets: {targets}, label smoothing {ls:g} "
+            "(research/evaluation data, no open licence; see docs/model-card.md)")
+
+
 def build_manifest(name: str, version: str, onnx_sha: str, cfg_dict: dict[str, Any], ckpt: dict[str, Any],
                    params: int, temperature: float, reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
     pub, priv = reports["public"], reports["private"]
@@ -94,8 +102,7 @@ def build_manifest(name: str, version: str, onnx_sha: str, cfg_dict: dict[str, A
         "class_names": list(CLASS_NAMES),
         "provenance": {
             "source": "trained by Affectline: affectline train (server/affectline/training), see docs/training.md",
-            "training_data": "FER2013 Training split with FER+ vote distributions as soft targets "
-                             "(research/evaluation data, no open licence; see docs/model-card.md)",
+            "training_data": training_data(cfg_dict),
             "onnx_sha256": onnx_sha,
             "converter": f"torch.onnx.export(dynamo=False), opset {OPSET}, softmax(logits / T) baked in",
         },
