@@ -20,8 +20,7 @@ def served_crop_size() -> int:
     from affectline.config import Settings
     from affectline.models.registry import ModelRegistry
 
-    name, _, version = Settings().model.partition("/")
-    return ModelRegistry().get(name, version or None).manifest.input.width
+    return ModelRegistry().get(Settings().model).manifest.input.width
 
 
 @pytest.fixture(scope="session")

@@ -67,23 +67,22 @@ export class Cropper {
 
   /** size x size gray8 crop with the eyes at EYE_L/EYE_R (rotation removed), BT.601 luma. */
   crop(video: HTMLVideoElement, face: Face): Uint8Array {
-    const { ctx } = this;
-    const CROP = this.size;
+    const { ctx, size } = this;
     const [lx, ly] = face.eyeL, [rx, ry] = face.eyeR;
     const angle = Math.atan2(ry - ly, rx - lx);
-    const scale = ((EYE_R[0] - EYE_L[0]) * CROP) / (Math.hypot(rx - lx, ry - ly) || 1);
+    const scale = ((EYE_R[0] - EYE_L[0]) * size) / (Math.hypot(rx - lx, ry - ly) || 1);
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.fillStyle = "#808080";
-    ctx.fillRect(0, 0, CROP, CROP);
+    ctx.fillRect(0, 0, size, size);
     // image -> crop: move the eye midpoint to the origin, unrotate, scale, place it.
-    ctx.translate(((EYE_L[0] + EYE_R[0]) / 2) * CROP, EYE_L[1] * CROP);
+    ctx.translate(((EYE_L[0] + EYE_R[0]) / 2) * size, EYE_L[1] * size);
     ctx.scale(scale, scale);
     ctx.rotate(-angle);
     ctx.translate(-(lx + rx) / 2, -(ly + ry) / 2);
     ctx.imageSmoothingQuality = "high";
     ctx.drawImage(video, 0, 0);
-    const rgba = ctx.getImageData(0, 0, CROP, CROP).data;
-    const gray = new Uint8Array(CROP * CROP);
+    const rgba = ctx.getImageData(0, 0, size, size).data;
+    const gray = new Uint8Array(size * size);
     for (let i = 0, j = 0; j < gray.length; i += 4, j++) {
       gray[j] = Math.round(0.299 * rgba[i] + 0.587 * rgba[i + 1] + 0.114 * rgba[i + 2]);
     }

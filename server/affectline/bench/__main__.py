@@ -24,8 +24,8 @@ from typing import Iterator
 import numpy as np
 
 from affectline.bench.ceiling import measure_ceiling
-from affectline.config import Settings
 from affectline.bench.sessions import LoadResult, LoadSpec, run_client_process
+from affectline.config import Settings
 from affectline.serve_process import start_serve
 
 FER_NPZ = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "fer2013" / "fer2013.npz"
@@ -206,9 +206,10 @@ def main(argv: list[str] | None = None) -> int:
             capacity, capacity_result = 0, None
             for n in steps:
                 runs = []
+                spec = LoadSpec(target, n, args.duration, paced=True, frames_per_batch=args.frames_per_batch,
+                                transport=args.transport, video_id=f"bench-paced-{n}")
                 for _ in range(args.repeats):
-                    runs.append(run_load(LoadSpec(target, n, args.duration, paced=True, frames_per_batch=args.frames_per_batch, transport=args.transport,
-                                                  video_id=f"bench-paced-{n}"), args.clients, faces))
+                    runs.append(run_load(spec, args.clients, faces))
                     total.merge(runs[-1])
                 step = median_step(runs)
                 ok = within_slo(step)
