@@ -20,7 +20,7 @@ from affectline.training import cli  # noqa: E402
 from affectline.training.calibrate import fit_temperature, nll_at, softmax  # noqa: E402
 from affectline.training.evaluate import expected_calibration_error  # noqa: E402
 from affectline.training.export import ServingModel  # noqa: E402
-from affectline.training.train import LAST, TrainConfig, load_model, to_input, train  # noqa: E402
+from affectline.training.train import LAST, TrainConfig, load_model, to_input, train, uses_bf16  # noqa: E402
 
 needs_data = pytest.mark.skipif(not FER_NPZ.is_file(), reason=f"FER2013 data not available at {FER_NPZ}")
 TINY = {"epochs": 2, "width": 4, "train_limit": 256, "eval_limit": 128, "batch_size": 64, "seed": 7}
@@ -127,3 +127,21 @@ def test_resume_can_change_the_schedule_length(tmp_path: Path) -> None:
     assert ckpt["epoch"] == 2 and ckpt["config"]["epochs"] == 3
     assert ckpt["schedule_changes"] == [{"from_epoch": 2, "old_epochs": 2, "new_epochs": 3}]
     assert "schedule length changed from 2 to 3" in (tmp_path / "train.log").read_text()
+
+
+def test_precision_choice_and_checkpoints_from_before_it() -> None:
+    assert uses_bf16("bf16") and not uses_bf16("fp32")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        uses_bf16("fp16")
+    # runs recorded before the field existed trained in fp32; new configs default to auto
+    assert TrainConfig.from_dict({"data": "d", "out_dir": "o", "unknown": 1}).precision == "fp32"
+    assert TrainConfig(data="d", out_dir="o").precision == "auto"
+    assert build_args(["--precision", "fp32"]).precision == "fp32"
+
+
+@needs_data
+def test_fp32_run_is_logged_as_fp32(tmp_path: Path) -> None:
+    cfg = TrainConfig(**{**tiny_cfg(tmp_path).__dict__, "precision": "fp32", "epochs": 1})
+    ckpt = train(cfg)
+    assert ckpt["config"]["precision"] == "fp32" and math.isfinite(ckpt["history"][0]["train_loss"])
+    assert "; fp32" in (tmp_path / "train.log").read_text()

@@ -10,10 +10,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from affectline.training.config import PRECISIONS, TrainConfig
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_DATA = REPO_ROOT.parent / "shared/data/fer2013/fer2013.npz"
 DEFAULT_MODELS = Path(__file__).resolve().parents[1] / "models"
-DEFAULT_EPOCHS = 28
 DESCRIPTION = """\
 Train the Affectline expression network on FER2013 (Training split; FER2013 labels with label
 smoothing, optionally mixed with FER+ vote distributions),
@@ -32,18 +33,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="fer2013.npz (default: %(default)s)")
     p.add_argument("--run-dir", type=Path, default=REPO_ROOT / "artifacts/training/run",
                    help="logs and checkpoints (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="everything random derives from it (default: %(default)s)")
+    d = TrainConfig.default
+    p.add_argument("--seed", type=int, default=d("seed"),
+                   help="everything random derives from it (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=None,
-                   help=f"length of the cosine schedule (default: {DEFAULT_EPOCHS}); with --resume it changes "
+                   help=f"length of the cosine schedule (default: {d('epochs')}); with --resume it changes "
                         "the remaining schedule of the resumed run")
-    p.add_argument("--width", type=int, default=32, help="channels of the first stage; stages are "
+    p.add_argument("--width", type=int, default=d("width"), help="channels of the first stage; stages are "
                    "w, 2w, 4w, 8w (24: 0.66M params, 32: 1.17M) (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=128, help="(default: %(default)s)")
-    p.add_argument("--lr", type=float, default=0.05, help="peak SGD learning rate, cosine decay (default: %(default)s)")
-    p.add_argument("--ferplus-weight", type=float, default=0.0,
+    p.add_argument("--batch-size", type=int, default=d("batch_size"), help="(default: %(default)s)")
+    p.add_argument("--lr", type=float, default=d("lr"),
+                   help="peak SGD learning rate, cosine decay (default: %(default)s)")
+    p.add_argument("--ferplus-weight", type=float, default=d("ferplus_weight"),
                    help="weight of the FER+ vote distribution in the soft target (default: %(default)s)")
-    p.add_argument("--label-smoothing", type=float, default=0.1, help="(default: %(default)s)")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
+    p.add_argument("--label-smoothing", type=float, default=d("label_smoothing"), help="(default: %(default)s)")
+    p.add_argument("--precision", choices=PRECISIONS, default=d("precision"),
+                   help="bf16 autocast or fp32; auto picks bf16 only where the CPU has native bf16 "
+                        "(AVX512-BF16/AMX) (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=d("threads"), help="torch CPU threads (default: %(default)s)")
     p.add_argument("--train-limit", type=int, default=0, help="use only the first N training images (smoke tests)")
     p.add_argument("--eval-limit", type=int, default=0, help="use only the first N PublicTest images (smoke tests)")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt (its config wins)")
@@ -78,13 +85,13 @@ def run(args: argparse.Namespace) -> int:
         print("affectline train: error: torch is not installed (pip install 'affectline[train]')", file=sys.stderr)
         return 2
     from affectline.training.export import export_run
-    from affectline.training.train import BEST, TrainConfig, setup_logging, train
+    from affectline.training.train import BEST, setup_logging, train
 
     if not args.export_only:
         cfg = TrainConfig(data=str(args.data), out_dir=str(args.run_dir), seed=args.seed,
-                          epochs=args.epochs or DEFAULT_EPOCHS, width=args.width, batch_size=args.batch_size,
-                          lr=args.lr,
-                          ferplus_weight=args.ferplus_weight, label_smoothing=args.label_smoothing,
+                          epochs=args.epochs or TrainConfig.default("epochs"), width=args.width,
+                          batch_size=args.batch_size, lr=args.lr, ferplus_weight=args.ferplus_weight,
+                          label_smoothing=args.label_smoothing, precision=args.precision,
                           threads=args.threads, train_limit=args.train_limit, eval_limit=args.eval_limit)
         ckpt = train(cfg, resume=args.resume, stop_after=args.stop_after,
                      epochs=(args.epochs or 0) if args.resume else 0)

@@ -11,7 +11,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from affectline.training.augment import augment
+from affectline.training.config import PRECISIONS, TrainConfig
 from affectline.training.data import Split, load_split, normalise, soft_targets
 from affectline.training.model import ExpressionVGG, count_params
 
@@ -27,33 +28,17 @@ log = logging.getLogger("affectline.training")
 LAST, BEST = "last.pt", "best.pt"
 
 
-@dataclass
-class TrainConfig:
-    data: str
-    out_dir: str
-    seed: int = 0
-    epochs: int = 28
-    width: int = 32
-    dropout: float = 0.3
-    batch_size: int = 128
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 1.0
-    ferplus_weight: float = 0.0  # FER+ votes pulled fear/disgust towards neutral (affectline-vgg/1)
-    label_smoothing: float = 0.1
-    threads: int = 2
-    train_limit: int = 0  # >0: use only the first N training images (smoke tests)
-    eval_limit: int = 0  # >0: use only the first N PublicTest images (smoke tests)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-
 def build_model(cfg: TrainConfig) -> ExpressionVGG:
     return ExpressionVGG(width=cfg.width, dropout=cfg.dropout)
+
+
+def uses_bf16(precision: str) -> bool:
+    """Whether the run trains under bf16 autocast ("auto": only where the CPU has native bf16)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if precision == "auto":
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return precision == "bf16"
 
 
 def lr_at(step: int, total: int, warmup: int, base: float) -> float:
@@ -150,8 +135,10 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
     pixels01 = torch.from_numpy(tr.pixels).float().unsqueeze(1) / 255.0
     steps_per_epoch = math.ceil(len(tr) / cfg.batch_size)
     total, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
-    log.info("model ExpressionVGG(width=%d): %d params; %d training images, %d PublicTest; %d epochs x %d steps",
-             cfg.width, count_params(model), len(tr), len(pub), cfg.epochs, steps_per_epoch)
+    bf16 = uses_bf16(cfg.precision)
+    log.info("model ExpressionVGG(width=%d): %d params; %d training images, %d PublicTest; %d epochs x %d steps; %s",
+             cfg.width, count_params(model), len(tr), len(pub), cfg.epochs, steps_per_epoch,
+             "bf16 autocast" if bf16 else "fp32")
 
     ckpt = {}
     end_epoch = cfg.epochs if stop_after <= 0 else min(cfg.epochs, start_epoch + stop_after)
@@ -168,7 +155,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
             idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             x = augment(pixels01[idx], g)
             x = normalise(x).contiguous(memory_format=torch.channels_last)  # type: ignore[attr-defined]
-            loss = -(targets[idx] * F.log_softmax(model(x), 1)).sum(1).mean()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = model(x)
+            loss = -(targets[idx] * F.log_softmax(logits.float(), 1)).sum(1).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
