@@ -42,3 +42,16 @@ def test_median_step_takes_the_median_p99_run_but_keeps_every_runs_errors():
     lossy_median = LoadResult([0.05] * 100, 1000, 995, {}, 10.0)
     step = median_step([fast, lossy_median, slow])
     assert step.frames_sent - step.frames_acked == 15  # 5 of the chosen run + 10 of another, each once
+
+
+def test_sweep_serves_each_setting_without_errors():
+    result = subprocess.run(
+        [sys.executable, "-m", "affectline.bench", "--sweep", "--duration", "2", "--clients", "1",
+         "--sweep-sessions", "3", "--sweep-batch-sizes", "8,16", "--sweep-delays", "2"],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line.split() for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert [(r[0], r[1]) for r in rows] == [("8", "2"), ("16", "2")]
+    for row in rows:
+        assert float(row[2].replace(",", "")) > 0 and row[6] == "0", result.stdout

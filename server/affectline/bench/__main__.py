@@ -125,6 +125,7 @@ def sweep(args: argparse.Namespace, faces: np.ndarray) -> int:
     sizes = [int(x) for x in args.sweep_batch_sizes.split(",")]
     print(f"sweep: {args.sweep_sessions} sessions at 30 fps, {args.duration:.0f} s per setting", flush=True)
     print(f"{'max batch':>9} {'delay ms':>8} {'frames/s':>9} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'errors':>6}")
+    failed = False
     for size in sizes:
         for delay in delays:
             knobs = [f"--max-batch-size={size}", f"--max-queue-delay-ms={delay}", *args.server_arg]
@@ -135,7 +136,8 @@ def sweep(args: argparse.Namespace, faces: np.ndarray) -> int:
             print(f"{size:>9} {delay:>8g} {r.frames_acked / r.elapsed_s:>9,.0f} {percentile(lat, 50) * 1000:>7.1f} "
                   f"{percentile(lat, 95) * 1000:>7.1f} {percentile(lat, 99) * 1000:>7.1f} {sum(r.errors.values()):>6}",
                   flush=True)
-    return 0
+            failed = failed or bool(r.errors)
+    return 1 if failed else 0
 
 
 def describe(name: str, r: LoadResult) -> str:
@@ -171,13 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep-delays", default="1,2,5,10", help="max queue delays (ms) to sweep (default: 1,2,5,10)")
     ap.add_argument("--sweep-batch-sizes", default="32,64", help="max batch sizes to sweep (default: 32,64)")
     args = ap.parse_args(argv)
-    if args.sweep:
-        return sweep(args, load_faces(64)[0])
 
     from affectline.inference.engine import EmotionModel
     from affectline.models.registry import ModelRegistry
 
     model = EmotionModel.load(ModelRegistry().get(args.model))
+    if args.sweep:
+        return sweep(args, load_faces(model.crop_size[0])[0])  # crops of the size the server asks for
     print(f"machine: {os.cpu_count()} cores; model {args.model}, variant {model.variant} (as served); "
           f"{args.transport} calls, {args.frames_per_batch} frames per batch", flush=True)
     print("[1/5] raw model ceiling (onnxruntime on pre-made tensors)...", flush=True)
