@@ -162,6 +162,21 @@ def test_append_batch_bulk_and_idempotent_retry(store: TimelineStore) -> None:
     assert store.get_batch("s1", 2) is None
 
 
+def test_fast_batch_insert_stores_times_as_core_does(db_engine: Engine, store: TimelineStore) -> None:
+    # On SQLite the batch path bypasses Core; its stored text must be what Core writes, or
+    # time-range queries and sorting would break. Compare with a row Core wrote (sessions).
+    store.create_session(session_record())
+    store.append_batch("s1", batch(1, [frame(1, 0, 250, P1)]))
+    with db_engine.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT captured_at FROM frames").scalar_one()
+        started = conn.exec_driver_sql("SELECT started_at FROM sessions").scalar_one()
+        accepted = conn.exec_driver_sql("SELECT accepted_at FROM batches").scalar_one()
+    assert type(stored) is type(started) is type(accepted)
+    if isinstance(stored, str):  # SQLite keeps text: same format as Core's
+        assert stored == str(started).replace("12:00:00.123456", "12:00:00.373456")
+    assert store.session_frames("s1")[0].captured_at == T0 + timedelta(milliseconds=250)
+
+
 def test_failed_batch_leaves_nothing(store: TimelineStore) -> None:
     store.create_session(session_record())
     # The 3rd frame repeats index 1: the UNIQUE constraint fails after the batches row

@@ -9,7 +9,7 @@ an idempotent retry is one race-free statement on either backend.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -59,9 +59,20 @@ _sessions = cast(Table, ViewingSession.__table__)  # type: ignore[attr-defined]
 _batches = cast(Table, CropBatchLog.__table__)  # type: ignore[attr-defined]
 _frames = cast(Table, FrameRow.__table__)  # type: ignore[attr-defined]
 
-# Every frames column but the generated id, in table order (the COPY column list).
+# Every frames column but the generated id, in table order (the COPY and INSERT column list).
 _FRAME_COLUMNS: tuple[str, ...] = tuple(c.name for c in _frames.columns if c.name != "id")
 _COPY_FRAMES = f"COPY frames ({', '.join(_FRAME_COLUMNS)}) FROM STDIN"
+_CAPTURED_AT = _FRAME_COLUMNS.index("captured_at")
+# The hot path on SQLite (every accepted crop batch) as plain SQL: building, compiling and
+# binding Core statements per batch cost more Python time than SQLite's own work.
+_BATCH_COLUMNS = ("session_id", "seq", "nonce", "digest", "frames", "accepted_at")
+_SQLITE_INSERT_BATCH = (
+    f"INSERT INTO {_batches.name} ({', '.join(_BATCH_COLUMNS)}) VALUES ({', '.join('?' * len(_BATCH_COLUMNS))}) "
+    "ON CONFLICT (session_id, seq) DO NOTHING RETURNING seq"
+)
+_SQLITE_INSERT_FRAMES = (
+    f"INSERT INTO {_frames.name} ({', '.join(_FRAME_COLUMNS)}) VALUES ({', '.join('?' * len(_FRAME_COLUMNS))})"
+)
 
 
 @contextmanager
@@ -81,6 +92,11 @@ class TimelineStore:
         if engine.dialect.name not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported database dialect {engine.dialect.name!r}")
         self._engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+        # The column type's own conversion (UTC check, SQLite's text format), applied by hand
+        # where the plain-SQL path bypasses Core.
+        bind = _frames.c.captured_at.type.bind_processor(engine.dialect)
+        self._bind_time: Callable[[datetime | None], Any] = bind or (lambda v: v)
 
     # ---------------------------------------------------------------- videos and sessions
 
@@ -226,35 +242,44 @@ class TimelineStore:
         only the faulty batch fails.
         """
         prepared = [
-            (session_id, batch, [_frame_row(session_id, batch.seq, frame) for frame in batch.frames])
+            (session_id, batch, [_frame_values(session_id, batch.seq, frame) for frame in batch.frames])
             for session_id, batch in items
         ]
         claimed_all: list[bool] = []
-        frame_rows: list[dict[str, Any]] = []
+        frame_rows: list[tuple[Any, ...]] = []
         with self._engine.begin() as conn:
             accepted_at = _now()
             for session_id, batch, rows in prepared:
-                claimed = conn.execute(
-                    self._insert(_batches)
-                    .values(
-                        session_id=session_id,
-                        seq=batch.seq,
-                        nonce=batch.nonce,
-                        digest=batch.digest,
-                        frames=len(rows),
-                        accepted_at=accepted_at,
-                    )
-                    .on_conflict_do_nothing(index_elements=[_batches.c.session_id, _batches.c.seq])
-                    # RETURNING tells portably whether the row was inserted (rowcount is -1 for
-                    # Core inserts on psycopg unless asked to preserve it).
-                    .returning(_batches.c.seq)
-                ).first()
-                claimed_all.append(claimed is not None)
-                if claimed is not None:
+                claimed = self._claim_batch(conn, session_id, batch, len(rows), accepted_at)
+                claimed_all.append(claimed)
+                if claimed:
                     frame_rows.extend(rows)
             if frame_rows:
                 self._write_frames(conn, frame_rows)
         return claimed_all
+
+    def _claim_batch(self, conn: Connection, session_id: str, batch: BatchRecord, frames: int,
+                     accepted_at: datetime) -> bool:
+        """Inserts the batches row; False when (session_id, seq) is already there."""
+        if self._sqlite:
+            values = (session_id, batch.seq, batch.nonce, batch.digest, frames, self._bind_time(accepted_at))
+            return conn.exec_driver_sql(_SQLITE_INSERT_BATCH, values).first() is not None
+        claimed = conn.execute(
+            self._insert(_batches)
+            .values(
+                session_id=session_id,
+                seq=batch.seq,
+                nonce=batch.nonce,
+                digest=batch.digest,
+                frames=frames,
+                accepted_at=accepted_at,
+            )
+            .on_conflict_do_nothing(index_elements=[_batches.c.session_id, _batches.c.seq])
+            # RETURNING tells portably whether the row was inserted (rowcount is -1 for
+            # Core inserts on psycopg unless asked to preserve it).
+            .returning(_batches.c.seq)
+        ).first()
+        return claimed is not None
 
     def get_batch(self, session_id: str, seq: int) -> BatchRecord | None:
         with self._engine.connect() as conn:
@@ -424,10 +449,13 @@ class TimelineStore:
         ).one_or_none()
         return None if row is None else _session_record(row)
 
-    def _write_frames(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        if conn.dialect.driver != "psycopg":
-            # One executemany; SQLite does this in-process, so it is already fast.
-            conn.execute(insert(_frames), rows)
+    def _write_frames(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+        """rows: values in _FRAME_COLUMNS order (see _frame_values)."""
+        if self._sqlite:
+            # One executemany of plain SQL; SQLite does this in-process, so it is already fast.
+            bind = self._bind_time
+            c = _CAPTURED_AT
+            conn.exec_driver_sql(_SQLITE_INSERT_FRAMES, [(*r[:c], bind(r[c]), *r[c + 1:]) for r in rows])
             return
         # PostgreSQL: COPY streams all rows in one round trip, on the same DBAPI connection
         # and therefore inside the transaction that inserted the batches row.
@@ -438,7 +466,7 @@ class TimelineStore:
         try:
             with raw.cursor() as cursor, cursor.copy(_COPY_FRAMES) as copy:
                 for row in rows:
-                    copy.write_row([row[name] for name in _FRAME_COLUMNS])
+                    copy.write_row(row)
         except psycopg.Error as exc:
             # Same exception types as the Core path (e.g. sqlalchemy.exc.IntegrityError).
             raise DBAPIError.instance(_COPY_FRAMES, None, exc, psycopg.Error) from exc
@@ -456,34 +484,42 @@ def _opt_float(value: float | None) -> float | None:
     return None if value is None else float(value)
 
 
-def _frame_row(session_id: str, seq: int, frame: FrameRecord) -> dict[str, Any]:
+def _frame_values(session_id: str, seq: int, frame: FrameRecord) -> tuple[Any, ...]:
+    """One frames row, in _FRAME_COLUMNS order (checked below, at import)."""
     if frame.seq != seq:
         raise ValueError(f"frame {frame.index} has seq {frame.seq}, its batch has seq {seq}")
+    n = len(EMOTIONS)
     if frame.face_present:
-        if frame.probs is None or len(frame.probs) != len(EMOTIONS):
-            raise ValueError(f"frame {frame.index}: a face needs {len(EMOTIONS)} probabilities")
-        probs: Sequence[float | None] = [float(p) for p in frame.probs]
+        if frame.probs is None or len(frame.probs) != n:
+            raise ValueError(f"frame {frame.index}: a face needs {n} probabilities")
+        probs: tuple[float | None, ...] = tuple(map(float, frame.probs))
     else:
         if frame.probs is not None or frame.smoothed is not None:
             raise ValueError(f"frame {frame.index}: probabilities given without a face")
-        probs = [None] * len(EMOTIONS)
-    if frame.smoothed is not None and len(frame.smoothed) != len(EMOTIONS):
-        raise ValueError(f"frame {frame.index}: smoothed needs {len(EMOTIONS)} probabilities")
-    smoothed = [float(p) for p in frame.smoothed] if frame.smoothed is not None else [None] * len(EMOTIONS)
-    return {
-        "session_id": session_id,
-        "seq": seq,
-        "frame_index": int(frame.index),
-        "video_time_ms": int(frame.video_time_ms),
+        probs = (None,) * n
+    if frame.smoothed is not None and len(frame.smoothed) != n:
+        raise ValueError(f"frame {frame.index}: smoothed needs {n} probabilities")
+    smoothed = tuple(map(float, frame.smoothed)) if frame.smoothed is not None else (None,) * n
+    return (
+        session_id,
+        seq,
+        int(frame.index),
+        int(frame.video_time_ms),
         # Normalised here too because COPY bypasses the column type's conversion.
-        "captured_at": None if frame.captured_at is None else to_utc(frame.captured_at),
-        "face_present": bool(frame.face_present),
-        **dict(zip(PROB_COLUMNS, probs, strict=True)),
-        "head_yaw_deg": _opt_float(frame.head_yaw_deg),
-        "head_pitch_deg": _opt_float(frame.head_pitch_deg),
-        "face_box_size": _opt_float(frame.face_box_size),
-        **dict(zip(SMOOTHED_COLUMNS, smoothed, strict=True)),
-    }
+        None if frame.captured_at is None else to_utc(frame.captured_at),
+        bool(frame.face_present),
+        *probs,
+        _opt_float(frame.head_yaw_deg),
+        _opt_float(frame.head_pitch_deg),
+        _opt_float(frame.face_box_size),
+        *smoothed,
+    )
+
+
+_VALUES_ORDER = ("session_id", "seq", "frame_index", "video_time_ms", "captured_at", "face_present",
+                 *PROB_COLUMNS, "head_yaw_deg", "head_pitch_deg", "face_box_size", *SMOOTHED_COLUMNS)
+if _VALUES_ORDER != _FRAME_COLUMNS:  # a column added or moved in tables.py must be added here too
+    raise RuntimeError(f"_frame_values order {_VALUES_ORDER} does not match the frames table {_FRAME_COLUMNS}")
 
 
 def _frame_record(row: Row[Any]) -> FrameRecord:
