@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import cv2
-import httpx
 import numpy as np
+
+from affectline.serve_process import free_port, start_serve
 
 REPO = Path(__file__).resolve().parent.parent
 CLIENT = REPO / "client_js"
@@ -85,12 +83,6 @@ def write_y4m(path: Path, segments: list[tuple[np.ndarray, int]], fps: int = 30)
                 f.write(b"FRAME\n" + yuv)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class ServerProcess:
     """`affectline serve` as a subprocess that can be stopped and restarted on the same ports."""
 
@@ -103,20 +95,9 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.http_port}"
 
     def start(self) -> None:
-        env = {**os.environ, "AFFECTLINE_DATA_DIR": str(self.data_dir), "AFFECTLINE_DATABASE_URL": ""}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "affectline", "serve", "--host", "127.0.0.1", "--http-port", str(self.http_port),
-             "--grpc-port", str(self.grpc_port)], env=env, stdout=subprocess.DEVNULL, stderr=open(self.data_dir / "server.log", "a"))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.proc.poll() is None, (self.data_dir / "server.log").read_text()[-3000:]
-            time.sleep(0.2)
-        raise TimeoutError("server did not start")
+        env = {**os.environ, "AFFECTLINE_DATABASE_URL": ""}  # the data dir's SQLite, whatever the caller's env says
+        self.proc = start_serve(self.data_dir, self.data_dir / "server.log", ports=(self.grpc_port, self.http_port),
+                                env=env, timeout_s=60).proc
 
     def stop(self, hard: bool = False) -> None:
         if self.proc and self.proc.poll() is None:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,17 +14,13 @@ from PIL import Image
 
 from conftest import REPO_ROOT
 
+from affectline.serve_process import ServeProcess, free_port, start_serve
+
 AFFECTLINE = [sys.executable, "-m", "affectline"]
 
 
 def run(*args: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([*AFFECTLINE, *args], capture_output=True, text=True, timeout=120, **kw)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("args", [["--help"], ["serve", "--help"], ["db", "upgrade", "--help"], ["classify", "--help"]])
@@ -73,42 +67,27 @@ def test_classify_missing_path_is_a_clear_error(tmp_path):
     assert result.returncode == 2 and "no such file" in result.stderr
 
 
-def serve(tmp_path: Path, database_url: str | None) -> tuple[subprocess.Popen, int, int]:
-    grpc_port, http_port = free_port(), free_port()
-    args = [*AFFECTLINE, "serve", "--grpc-port", str(grpc_port), "--http-port", str(http_port),
-            "--data-dir", str(tmp_path / "data")]
-    if database_url:
-        args += ["--database-url", database_url]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"serve exited early:\n{proc.stdout.read()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=1).status_code == 200:
-                return proc, grpc_port, http_port
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("serve did not become healthy in 60 s")
+def serve(tmp_path: Path, database_url: str | None) -> ServeProcess:
+    return start_serve(tmp_path / "data", tmp_path / "serve.log", ["--database-url", database_url] if database_url else [],
+                       timeout_s=60)
 
 
 def test_readme_partner_script_against_a_served_process(db_url, tmp_path, fer_faces):
     """Acceptance: `affectline serve` + the README's partner script, 300 frames, on SQLite and PostgreSQL."""
-    proc, grpc_port, http_port = serve(tmp_path, db_url)
+    server = serve(tmp_path, db_url)
     try:
         demo = subprocess.run(
-            [sys.executable, str(REPO_ROOT / "examples" / "partner_demo.py"), "--target", f"127.0.0.1:{grpc_port}",
+            [sys.executable, str(REPO_ROOT / "examples" / "partner_demo.py"), "--target", server.grpc_target,
              "--frames", "300"], capture_output=True, text=True, timeout=120,
         )
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert "pushed 300 frames in 30 encrypted batches; server accepted 300" in demo.stdout
         assert "timeline: 300 frames" in demo.stdout and "dominant EMOTION_HAPPY" in demo.stdout
-        assert httpx.get(f"http://127.0.0.1:{http_port}/").status_code == 200  # the pages
+        assert httpx.get(f"http://127.0.0.1:{server.http_port}/").status_code == 200  # the pages
     finally:
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, out
+        returncode = server.stop()  # SIGTERM: graceful
+    out = (tmp_path / "serve.log").read_text()
+    assert returncode == 0, out
     assert "stopping" in out
 
 

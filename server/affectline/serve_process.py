@@ -10,7 +10,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 
 def free_port() -> int:
@@ -39,13 +39,18 @@ class ServeProcess:
             return self.proc.wait()
 
 
-def start_serve(data_dir: Path, log_path: Path, extra_args: Sequence[str] = (), timeout_s: float = 90) -> ServeProcess:
-    """Starts the server and returns once /healthz answers 200; raises RuntimeError otherwise."""
-    grpc_port, http_port = free_port(), free_port()
+def start_serve(data_dir: Path, log_path: Path, extra_args: Sequence[str] = (), timeout_s: float = 90, *,
+                ports: tuple[int, int] | None = None, env: Mapping[str, str] | None = None) -> ServeProcess:
+    """Starts the server and returns once /healthz answers 200; raises RuntimeError otherwise.
+
+    ports: (grpc, http) to reuse, e.g. to restart a server where its clients expect it; free
+    ones otherwise. env: replaces the inherited environment. The log is appended to.
+    """
+    grpc_port, http_port = ports or (free_port(), free_port())
     cmd = [sys.executable, "-m", "affectline", "serve", "--host", "127.0.0.1", "--grpc-port", str(grpc_port),
            "--http-port", str(http_port), "--data-dir", str(data_dir), *extra_args]
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    with log_path.open("a") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=None if env is None else dict(env))
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -57,4 +62,5 @@ def start_serve(data_dir: Path, log_path: Path, extra_args: Sequence[str] = (), 
         except OSError:
             time.sleep(0.25)
     proc.kill()
+    proc.wait()
     raise RuntimeError(f"serve was not healthy in {timeout_s:.0f} s; see {log_path}")
