@@ -20,7 +20,7 @@ EPILOG = "Every option also reads an environment variable; flags win. Defaults:\
 )
 
 
-def _add_db_flags(p: argparse.ArgumentParser) -> None:
+def add_db_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite file in the data dir); "
                    "e.g. postgresql://postgres@127.0.0.1:5432/affectline [AFFECTLINE_DATABASE_URL]")
     p.add_argument("--data-dir", type=Path, help="folder for the SQLite file and the key file [AFFECTLINE_DATA_DIR]")
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind both servers to [AFFECTLINE_HOST]")
     serve.add_argument("--grpc-port", type=int, help="native gRPC port [AFFECTLINE_GRPC_PORT]")
     serve.add_argument("--http-port", type=int, help="gRPC-web/Connect/JSON-RPC/metrics/pages port [AFFECTLINE_HTTP_PORT]")
-    _add_db_flags(serve)
+    add_db_flags(serve)
     serve.add_argument("--model", help="registered model NAME[/VERSION] [AFFECTLINE_MODEL]")
     serve.add_argument("--model-variant", choices=("auto", "fp32", "fp16", "int8"),
                        help="precision variant of the model [AFFECTLINE_MODEL_VARIANT]")
@@ -61,10 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database schema commands")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     up = db_sub.add_parser("upgrade", help="apply Alembic migrations up to the latest (or --revision)")
-    _add_db_flags(up)
+    add_db_flags(up)
     up.add_argument("--revision", default="head", help="target revision (default: head)")
     cur = db_sub.add_parser("current", help="print the schema revision of the database")
-    _add_db_flags(cur)
+    add_db_flags(cur)
 
     classify = sub.add_parser(
         "classify", help="run the expression model on face images",
@@ -79,10 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     privacy_sub = privacy.add_subparsers(dest="privacy_command", required=True, metavar="PRIVACY_COMMAND")
     erase = privacy_sub.add_parser("erase", help="delete a viewer and every session and frame recorded for them")
     erase.add_argument("--viewer-id", required=True, help="the pseudonymous viewer id used in StartSession")
-    _add_db_flags(erase)
+    add_db_flags(erase)
     purge = privacy_sub.add_parser("purge", help="delete sessions older than the retention period now")
     purge.add_argument("--older-than-days", type=int, help="default: AFFECTLINE_RETENTION_DAYS")
-    _add_db_flags(purge)
+    add_db_flags(purge)
 
     models = sub.add_parser("models", help="list the registered models")
     models.set_defaults(models_command="list")

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from affectline.cli import add_db_flags
+
 
 def add_parser(subparsers: Any) -> None:
     videos = subparsers.add_parser("videos", help="register and list playable videos")
@@ -18,8 +20,7 @@ def add_parser(subparsers: Any) -> None:
     add.add_argument("--variant", default="", help="also register this variant id")
     lst = sub.add_parser("list", help="list registered videos")
     for p in (add, lst):
-        p.add_argument("--database-url", help="SQLAlchemy URL [AFFECTLINE_DATABASE_URL]")
-        p.add_argument("--data-dir", type=Path, help="data folder [AFFECTLINE_DATA_DIR]")
+        add_db_flags(p)
 
 
 def run(args: argparse.Namespace) -> int:
