@@ -48,6 +48,7 @@ from affectline.storage.tables import (
     Variant,
     Video,
     Viewer,
+    UTCDateTime,
     ViewingSession,
     to_utc,
 )
@@ -93,9 +94,9 @@ class TimelineStore:
             raise ValueError(f"unsupported database dialect {engine.dialect.name!r}")
         self._engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
-        # The column type's own conversion (UTC check, SQLite's text format), applied by hand
-        # where the plain-SQL path bypasses Core.
-        bind = _frames.c.captured_at.type.bind_processor(engine.dialect)
+        # The timestamp columns' own conversion (UTC check, SQLite's text format), applied by
+        # hand where the plain-SQL path bypasses Core.
+        bind = UTCDateTime().bind_processor(engine.dialect)
         self._bind_time: Callable[[datetime | None], Any] = bind or (lambda v: v)
 
     # ---------------------------------------------------------------- videos and sessions
