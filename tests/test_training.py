@@ -19,7 +19,7 @@ from affectline.models.registry import ModelRegistry  # noqa: E402
 from affectline.training import cli  # noqa: E402
 from affectline.training.calibrate import fit_temperature, nll_at, softmax  # noqa: E402
 from affectline.training.evaluate import expected_calibration_error  # noqa: E402
-from affectline.training.export import ServingModel  # noqa: E402
+from affectline.training.export import ServingModel, export_run  # noqa: E402
 from affectline.training.train import LAST, TrainConfig, load_model, to_input, train, uses_bf16  # noqa: E402
 
 needs_data = pytest.mark.skipif(not FER_NPZ.is_file(), reason=f"FER2013 data not available at {FER_NPZ}")
@@ -77,6 +77,7 @@ def test_export_is_served_by_the_engine_like_torch(full_run: Path, tmp_path: Pat
     assert registered.manifest.class_names == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
     assert 0 <= manifest["accuracy"]["fer2013_private_test"] <= 1
     assert manifest["training"]["seed"] == TINY["seed"]
+    assert manifest["training"]["schedule_changes"] == []
     model = EmotionModel.load(registered, providers=["CPUExecutionProvider"])
     with np.load(FER_NPZ) as d:
         crops = d["pixels"][d["usage"] == 2][:100]
@@ -127,6 +128,8 @@ def test_resume_can_change_the_schedule_length(tmp_path: Path) -> None:
     assert ckpt["epoch"] == 2 and ckpt["config"]["epochs"] == 3
     assert ckpt["schedule_changes"] == [{"from_epoch": 2, "old_epochs": 2, "new_epochs": 3}]
     assert "schedule length changed from 2 to 3" in (tmp_path / "train.log").read_text()
+    manifest = export_run(tmp_path, FER_NPZ, tmp_path / "models", "tiny", "1")
+    assert manifest["training"]["schedule_changes"] == ckpt["schedule_changes"]
 
 
 def test_precision_choice_and_checkpoints_from_before_it() -> None:

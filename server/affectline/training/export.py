@@ -141,6 +141,8 @@ def build_manifest(name: str, version: str, onnx_sha: str, cfg_dict: dict[str, A
             "epochs_completed": len(hist),
             "selected_epoch": ckpt["epoch"] + 1,
             "train_wall_clock_s": round(sum(h["train_seconds"] for h in hist), 1),
+            # a resumed run whose cosine schedule was re-planned (--resume --epochs N) says so
+            "schedule_changes": ckpt.get("schedule_changes", []),
             "config": cfg_dict,
         },
     }
@@ -153,8 +155,9 @@ def export_run(run_dir: Path, data: Path, models_root: Path, name: str, version:
     tta_flip bakes test-time flip averaging into the graph (about half the throughput)."""
     net, cfg, ckpt = load_model(run_dir / checkpoint)
     last = run_dir / "last.pt"
-    if last.is_file():  # history (epochs, wall-clock) lives in last.pt
-        ckpt = {**ckpt, "history": torch.load(last, weights_only=False)["history"]}
+    if last.is_file():  # history (epochs, wall-clock) and schedule changes live in last.pt
+        latest = torch.load(last, weights_only=False)
+        ckpt = {**ckpt, "history": latest["history"], "schedule_changes": latest.get("schedule_changes", [])}
     splits = {s: load_split(data, s) for s in ("public", "private")}
     logits = {s: predict_logits(net, sp.pixels, tta_flip=tta_flip) for s, sp in splits.items()}
     temperature = fit_temperature(logits["public"], splits["public"].labels)
