@@ -26,7 +26,7 @@ class Settings:
     # Precision variant: auto (per provider: TensorRT int8 > CUDA fp16 > fastest measured on CPU), fp32, fp16, int8.
     model_variant: str = "auto"
     # Dynamic batching knobs of the inference engine.
-    max_batch_size: int = 32  # measured for affectline-vgg/2 int8 on 2 cores, see docs/performance.md
+    max_batch_size: int = 32  # measured for affectline-vgg/2 int8 (v3: same graph) on 2 cores, docs/performance.md
     max_queue_delay_ms: float = 5.0
     # Past this many queued crops, PushCrops answers RESOURCE_EXHAUSTED with a retry hint.
     max_queued_crops: int = 4096
