@@ -41,6 +41,19 @@ def uses_bf16(precision: str) -> bool:
     return precision == "bf16"
 
 
+def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, targets: torch.Tensor,
+               bf16: bool) -> float:
+    """One SGD step on soft targets [N,C]; the forward pass under bf16 autocast if asked, the
+    loss in fp32. Returns the batch's mean loss."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = model(x)
+    loss = -(targets * F.log_softmax(logits.float(), 1)).sum(1).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
 def lr_at(step: int, total: int, warmup: int, base: float) -> float:
     """Linear warm-up, then cosine decay to zero."""
     if step < warmup:
@@ -155,13 +168,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
             idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             x = augment(pixels01[idx], g)
             x = normalise(x).contiguous(memory_format=torch.channels_last)  # type: ignore[attr-defined]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits = model(x)
-            loss = -(targets[idx] * F.log_softmax(logits.float(), 1)).sum(1).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.item() * len(idx)
+            loss_sum += train_step(model, opt, x, targets[idx], bf16) * len(idx)
         train_s = time.perf_counter() - t0
         logits = predict_logits(model, pub.pixels)
         acc = float((logits.argmax(1) == pub.labels).mean())
