@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from affectline.inference.smoothing import EmaState, SmoothingConfig, smooth_step
+from affectline.inference.smoothing import EmaState, SmoothingConfig, smooth_batch, smooth_step
 
 CFG = SmoothingConfig(tau_ms=100.0, reset_after_ms=1000)
 
@@ -50,3 +50,21 @@ def test_parse():
     for bad in ("ema", "ema:-1", "kalman:3"):
         with pytest.raises(ValueError):
             SmoothingConfig.parse(bad)
+
+
+def test_batch_equals_frame_by_frame():
+    # seek back at 40, long gap at 3000: the batch path must reset exactly where the step path does
+    times = [0, 33, 66, 40, 73, 3000, 3033]
+    rows = [(0.1 * i, 1 - 0.1 * i) for i in range(len(times))]
+    one_by_one, batched = EmaState(), EmaState()
+    expected = [smooth_step(one_by_one, t, p, CFG) for t, p in zip(times, rows)]
+    assert smooth_batch(batched, times, rows, CFG) == expected
+    assert (batched.probs, batched.last_time_ms) == (one_by_one.probs, one_by_one.last_time_ms)
+
+
+def test_batch_continues_from_the_previous_batch():
+    state = EmaState()
+    smooth_batch(state, [0], [(0.0, 1.0)], CFG)
+    (out,) = smooth_batch(state, [100], [(1.0, 0.0)], CFG)
+    a = 1 - math.exp(-1)
+    assert out == pytest.approx((a, 1 - a))

@@ -46,18 +46,27 @@ def smooth_step(
     state: EmaState, video_time_ms: int, probs: Sequence[float], config: SmoothingConfig
 ) -> tuple[float, ...]:
     """Advances `state` by one face frame and returns the smoothed probabilities."""
-    last = state.last_time_ms
-    if state.probs is None or last is None or config.tau_ms <= 0:
+    return smooth_batch(state, (video_time_ms,), (probs,), config)[0]
+
+
+def smooth_batch(
+    state: EmaState, times_ms: Sequence[int], rows: Sequence[Sequence[float]], config: SmoothingConfig
+) -> list[tuple[float, ...]]:
+    """Advances `state` by the face frames of one batch, in order; returns one smoothed
+    tuple per frame. Plain lists, not numpy: at 7 classes and ~10 frames per batch, numpy's
+    per-call overhead would cost more than the arithmetic."""
+    smoothed, last = state.probs, state.last_time_ms
+    tau, reset = config.tau_ms, config.reset_after_ms
+    out: list[tuple[float, ...]] = []
+    for t, probs in zip(times_ms, rows, strict=True):
         alpha = 1.0
-    else:
-        dt = video_time_ms - last
-        if dt < 0 or dt > config.reset_after_ms:
-            alpha = 1.0  # seek backwards or a long gap: start over
+        if smoothed is not None and last is not None and tau > 0 and 0 <= t - last <= reset:
+            alpha = 1.0 - math.exp(-(t - last) / tau)  # else: first frame, seek back or long gap
+        if alpha >= 1.0 or smoothed is None:
+            smoothed = tuple([float(p) for p in probs])
         else:
-            alpha = 1.0 - math.exp(-dt / config.tau_ms)
-    if alpha >= 1.0 or state.probs is None:
-        smoothed = tuple(float(p) for p in probs)
-    else:
-        smoothed = tuple(s + alpha * (float(p) - s) for s, p in zip(state.probs, probs, strict=True))
-    state.probs, state.last_time_ms = smoothed, video_time_ms
-    return smoothed
+            smoothed = tuple([s + alpha * (float(p) - s) for s, p in zip(smoothed, probs, strict=True)])
+        last = t
+        out.append(smoothed)
+    state.probs, state.last_time_ms = smoothed, last
+    return out

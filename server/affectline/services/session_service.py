@@ -24,10 +24,10 @@ from sqlalchemy.exc import IntegrityError
 
 from affectline import crypto
 from affectline.inference.batcher import QueueFull
-from affectline.inference.smoothing import EmaState, SmoothingConfig, smooth_step
+from affectline.inference.smoothing import EmaState, SmoothingConfig, smooth_batch
 from affectline.metrics import Metrics
 from affectline.services.live_sessions import LiveSession, LiveSessions
-from affectline.services.proto_convert import from_timestamp, frame_result, scores_message, timestamp, top_emotion
+from affectline.services.proto_convert import add_frame_results, from_timestamp, scores_message, timestamp, top_emotion
 from affectline.storage.batch_writer import GroupCommitWriter
 from affectline.storage.records import BatchRecord, ConsentInfo, FrameRecord, SessionRecord, ViewerInfo
 from affectline.storage.timeline_store import TimelineStore
@@ -268,21 +268,25 @@ class SessionService:
                 Code.INVALID_ARGUMENT,
                 f"seq {seq}: the batch holds {n} frames; at most {spec.max_frames_per_batch} are allowed",
             )
-        face_rows = [i for i, f in enumerate(batch.frames) if f.face_present]
-        for i, f in enumerate(batch.frames):
+        frames = batch.frames
+        face_rows: list[int] = []
+        for i, f in enumerate(frames):
             if f.video_time_ms < 0:
                 raise _error(Code.INVALID_ARGUMENT, f"seq {seq} frame {i}: video_time_ms must be >= 0")
-            if f.face_present and len(f.crop) != spec.crop_bytes:
-                raise _error(
-                    Code.INVALID_ARGUMENT,
-                    f"seq {seq} frame {i}: crop has {len(f.crop)} bytes, expected {spec.crop_bytes} "
-                    f"({spec.width}x{spec.height}x{spec.channels} gray8)",
-                )
-        probs_by_row: dict[int, tuple[float, ...]] = {}
+            if f.face_present:
+                if len(f.crop) != spec.crop_bytes:
+                    raise _error(
+                        Code.INVALID_ARGUMENT,
+                        f"seq {seq} frame {i}: crop has {len(f.crop)} bytes, expected {spec.crop_bytes} "
+                        f"({spec.width}x{spec.height}x{spec.channels} gray8)",
+                    )
+                face_rows.append(i)
+        probs_rows: list[list[float]] = []
         if face_rows:
             crops = np.empty((len(face_rows), spec.height, spec.width), dtype=np.uint8)
+            flat = crops.reshape(len(face_rows), spec.crop_bytes)
             for j, i in enumerate(face_rows):
-                crops[j] = np.frombuffer(batch.frames[i].crop, dtype=np.uint8).reshape(spec.height, spec.width)
+                flat[j] = np.frombuffer(frames[i].crop, dtype=np.uint8)
             try:
                 probs = await self._score(crops, sequence=session_id)
             except QueueFull as exc:
@@ -292,36 +296,32 @@ class SessionService:
                 ) from exc
             finally:
                 crops.fill(0)  # crops are never kept past inference
-            probs_by_row = {i: tuple(float(p) for p in probs[j]) for j, i in enumerate(face_rows)}
-        smoothed_by_row = {
-            i: smooth_step(smoothing, batch.frames[i].video_time_ms, probs_by_row[i], self._smoothing) for i in face_rows
-        }
-        frames = [
-            FrameRecord(
+            probs_rows = probs.tolist()  # Python floats, one C call for the whole batch
+        smoothed_rows = smooth_batch(smoothing, [frames[i].video_time_ms for i in face_rows], probs_rows, self._smoothing)
+        scored = {i: (tuple(p), s) for i, p, s in zip(face_rows, probs_rows, smoothed_rows, strict=True)}
+        records = []
+        for i, f in enumerate(frames):
+            probs_i, smoothed_i = scored.get(i, (None, None))
+            records.append(FrameRecord(
                 seq=seq,
                 index=i,
                 video_time_ms=f.video_time_ms,
                 captured_at=from_timestamp(f.captured_at) if f.HasField("captured_at") else None,
                 face_present=f.face_present,
-                probs=probs_by_row.get(i),
+                probs=probs_i,
                 head_yaw_deg=f.head_yaw_deg if f.HasField("head_yaw_deg") else None,
                 head_pitch_deg=f.head_pitch_deg if f.HasField("head_pitch_deg") else None,
                 face_box_size=f.face_box_size if f.HasField("face_box_size") else None,
-                smoothed=smoothed_by_row.get(i),
-            )
-            for i, f in enumerate(batch.frames)
-        ]
+                smoothed=smoothed_i,
+            ))
         batch.Clear()
-        return frames
+        return records
 
     @staticmethod
     def _ack(seq: int, frames: tuple[FrameRecord, ...] | list[FrameRecord], live: LiveSession, *, duplicate: bool) -> session_pb2.PushCropsResponse:
-        return session_pb2.PushCropsResponse(
-            seq=seq,
-            duplicate=duplicate,
-            results=[frame_result(f) for f in frames],
-            frames_accepted_total=live.frames_accepted,
-        )
+        response = session_pb2.PushCropsResponse(seq=seq, duplicate=duplicate, frames_accepted_total=live.frames_accepted)
+        add_frame_results(frames, response)
+        return response
 
     # --- EndSession ---------------------------------------------------------------------
 
