@@ -55,3 +55,25 @@ def test_sweep_serves_each_setting_without_errors():
     assert [(r[0], r[1]) for r in rows] == [("8", "2"), ("16", "2")]
     for row in rows:
         assert float(row[2].replace(",", "")) > 0 and row[6] == "0", result.stdout
+
+
+def test_a_steps_warm_up_is_counted_but_kept_out_of_steady_latency_and_rate():
+    """A short paced run against a real server: every acked frame is counted; the warm-up's
+    batches are not in the steady percentiles, and the steady rate is over the steady window."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from affectline.bench.__main__ import run_load, served
+    from affectline.bench.sessions import LoadSpec
+
+    faces = np.random.default_rng(0).integers(0, 255, (8, 48, 48), dtype=np.uint8)
+    with tempfile.TemporaryDirectory() as tmp, served("affectline-vgg", [], tmp) as target:
+        r = run_load(LoadSpec(target, 2, 3.0, warmup_s=1.0), 1, faces)
+    # 2 sessions x 3 batches/s: ~6 batches in the first second, ~12 after it
+    assert r.warmup_latencies_s and r.latencies_s
+    assert len(r.warmup_latencies_s) + len(r.latencies_s) == r.frames_acked // 10
+    assert r.steady_frames == 10 * len(r.latencies_s)
+    assert r.steady_s == pytest.approx(2.0)
+    assert r.steady_fps == pytest.approx(r.steady_frames / 2.0)

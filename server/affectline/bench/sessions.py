@@ -30,15 +30,21 @@ class LoadSpec:
     paced: bool = True
     video_id: str = "bench"
     transport: str = "unary"  # "unary": one PushCrops call per batch (the browser's way); "stream": StreamCrops
+    # Batches sent in the first warmup_s of a step (all sessions starting at once: handshakes,
+    # first batches) are counted as frames but kept out of the steady-state latency and rate.
+    warmup_s: float = 2.0
 
 
 @dataclass
 class LoadResult:
-    latencies_s: list[float] = field(default_factory=list)
+    latencies_s: list[float] = field(default_factory=list)  # steady state: batches sent after the warm-up
     frames_sent: int = 0
     frames_acked: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    warmup_latencies_s: list[float] = field(default_factory=list)
+    steady_frames: int = 0  # acked frames of batches sent after the warm-up
+    steady_s: float = 0.0  # from the end of the warm-up to the end of sending
 
     def merge(self, other: "LoadResult") -> None:
         self.latencies_s += other.latencies_s
@@ -47,9 +53,18 @@ class LoadResult:
         for k, v in other.errors.items():
             self.errors[k] = self.errors.get(k, 0) + v
         self.elapsed_s = max(self.elapsed_s, other.elapsed_s)
+        self.warmup_latencies_s += other.warmup_latencies_s
+        self.steady_frames += other.steady_frames
+        self.steady_s = max(self.steady_s, other.steady_s)
+
+    @property
+    def steady_fps(self) -> float:
+        """Acknowledged frames per second after the warm-up."""
+        return self.steady_frames / self.steady_s if self.steady_s > 0 else 0.0
 
 
-async def _one_session(stub, spec: LoadSpec, faces: np.ndarray, index: int, stop_at: float, result: LoadResult) -> None:
+async def _one_session(stub, spec: LoadSpec, faces: np.ndarray, index: int, steady_at: float, stop_at: float,
+                       result: LoadResult) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     started = await stub.StartSession(start_request(key, video_id=spec.video_id, viewer_id=f"bench-{index}"))
     session = ClientSession.open(key, started)
@@ -85,7 +100,11 @@ async def _one_session(stub, spec: LoadSpec, faces: np.ndarray, index: int, stop
             if stream is not None:  # a failed stream is over: continue on a new one
                 stream = stub.StreamCrops()
             continue
-        result.latencies_s.append(time.perf_counter() - t0)
+        if t0 >= steady_at:
+            result.latencies_s.append(time.perf_counter() - t0)
+            result.steady_frames += len(ack.results)
+        else:
+            result.warmup_latencies_s.append(time.perf_counter() - t0)
         result.frames_acked += len(ack.results)
     if stream is not None:
         await stream.done_writing()
@@ -98,8 +117,11 @@ async def _run(spec: LoadSpec, faces: np.ndarray, first_index: int) -> LoadResul
         stub = session_pb2_grpc.SessionServiceStub(channel)
         t0 = time.perf_counter()
         stop_at = t0 + spec.duration_s
-        await asyncio.gather(*(_one_session(stub, spec, faces, first_index + i, stop_at, result) for i in range(spec.sessions)))
+        steady_at = t0 + min(spec.warmup_s, spec.duration_s / 2)
+        await asyncio.gather(*(_one_session(stub, spec, faces, first_index + i, steady_at, stop_at, result)
+                               for i in range(spec.sessions)))
         result.elapsed_s = time.perf_counter() - t0
+        result.steady_s = stop_at - steady_at
     return result
 
 
