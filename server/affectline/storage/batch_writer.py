@@ -88,14 +88,20 @@ class GroupCommitWriter:
         if self._metrics:
             self._metrics.db_write_duration.observe(time.perf_counter() - started)
             self._metrics.db_group_size.observe(len(group))
+        # One wake-up per event loop for the whole group, not one per batch: each
+        # call_soon_threadsafe writes to the loop's self-pipe and wakes it.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[bool], bool | BaseException]]] = {}
         for w, result in zip(group, results, strict=True):
-            w.loop.call_soon_threadsafe(_settle, w.future, result)
+            by_loop.setdefault(w.loop, []).append((w.future, result))
+        for loop, settled in by_loop.items():
+            loop.call_soon_threadsafe(_settle, settled)
 
 
-def _settle(future: asyncio.Future[bool], result: bool | BaseException) -> None:
-    if future.done():  # the caller was cancelled
-        return
-    if isinstance(result, BaseException):
-        future.set_exception(result)
-    else:
-        future.set_result(result)
+def _settle(settled: list[tuple[asyncio.Future[bool], bool | BaseException]]) -> None:
+    for future, result in settled:
+        if future.done():  # the caller was cancelled
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
