@@ -33,18 +33,6 @@ class RecordingModel:
         return x[:, 0, 0].astype(np.float32)[:, None].copy()
 
 
-class PerCropModel(RecordingModel):
-    """Takes `per_crop_s` per crop, like a real model on one core."""
-
-    def __init__(self, per_crop_s: float) -> None:
-        super().__init__()
-        self.per_crop_s = per_crop_s
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        self.delay_s = self.per_crop_s * len(x)
-        return super().__call__(x)
-
-
 def crops(*values: int) -> np.ndarray:
     out = np.zeros((len(values), 4, 4), dtype=np.uint8)
     out[:, 0, 0] = values
@@ -87,23 +75,6 @@ async def test_full_batch_runs_without_waiting_for_the_delay():
     out = await asyncio.wait_for(b.submit(crops(1, 2)), timeout=2.0)
     await b.stop()
     assert out[:, 0].tolist() == [1, 2]
-
-
-@pytest.mark.parametrize("max_run_s", [0.0, 0.02])
-async def test_max_run_s_cuts_batches_to_what_the_measured_rate_gets_through(max_run_s):
-    model = PerCropModel(0.005)  # ~200 crops/s
-    b = batcher(model, max_batch_size=32, max_queue_delay_s=0.05, max_run_s=max_run_s)
-    await b.submit(crops(*range(8)))  # the first run measures the rate
-    limit = b.batch_limit
-    results = await asyncio.gather(*(b.submit(crops(100 + i)) for i in range(12)))
-    await b.stop()
-    assert [r[:, 0].tolist() for r in results] == [[100 + i] for i in range(12)]
-    later = [len(run) for run in model.runs[1:]]
-    if max_run_s == 0:
-        assert limit == 32 and later == [12]  # max_batch_size alone: one run
-    else:
-        assert 2 <= limit <= 4  # 200 crops/s x 20 ms, less the runs' own overhead
-        assert max(later) <= limit and sum(later) == 12
 
 
 async def test_a_sequence_is_scored_in_submission_order_and_never_in_two_runs_at_once():
@@ -190,7 +161,7 @@ async def test_concatenated_copies_are_zeroed_after_inference():
 
 @pytest.mark.parametrize("kw", [
     {"max_batch_size": 0}, {"max_queue_delay_s": -1}, {"max_queued_crops": 1},
-    {"max_sequence_share": 0}, {"workers": 0}, {"max_run_s": -0.001},
+    {"max_sequence_share": 0}, {"workers": 0},
 ])
 def test_knobs_are_validated(kw):
     with pytest.raises(ValueError):

@@ -102,7 +102,6 @@ def build_parts(settings: Settings) -> Parts:
         BatcherConfig(
             max_batch_size=settings.max_batch_size,
             max_queue_delay_s=settings.max_queue_delay_ms / 1000.0,
-            max_run_s=settings.max_run_ms / 1000.0,
             max_queued_crops=settings.max_queued_crops,
             max_sequence_share=settings.max_session_share,
             workers=settings.inference_workers,

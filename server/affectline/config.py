@@ -28,9 +28,6 @@ class Settings:
     # Dynamic batching knobs of the inference engine.
     max_batch_size: int = 32  # measured for affectline-vgg/2 int8 (v3: same graph) on 2 cores, docs/performance.md
     max_queue_delay_ms: float = 5.0
-    # Target length of one model run: batches are cut to what a worker gets through in this time
-    # at its measured rate (a slow host runs smaller, quicker batches). 0: max_batch_size alone.
-    max_run_ms: float = 10.0
     # Past this many queued crops, PushCrops answers RESOURCE_EXHAUSTED with a retry hint.
     max_queued_crops: int = 4096
     # Most of one model batch that one session may fill (beyond its first request).

@@ -2,10 +2,8 @@
 
 Requests from many sessions (sequences) wait in one FIFO queue. A model run takes
 requests from the front until it holds `max_batch_size` crops or the oldest request
-has waited `max_queue_delay_s`, like Triton's dynamic batcher. With `max_run_s` set, the
-batch is also cut to what the model gets through in that time at its measured rate, so a
-slow host runs smaller batches (lower latency per batch) and a fast one larger ones. On
-top of that, like Triton's sequence batcher:
+has waited `max_queue_delay_s`, like Triton's dynamic batcher. On top of that, like
+Triton's sequence batcher:
 
 - order: a sequence's requests are never split, never reordered, and never in two
   concurrent model runs, so its frames are scored strictly in submission order;
@@ -63,8 +61,6 @@ class BatcherConfig:
     max_queued_crops: int = 4096
     max_sequence_share: float = 0.5
     workers: int = 1
-    max_run_s: float = 0.0  # 0: batches are bounded by max_batch_size alone
-
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
@@ -77,8 +73,6 @@ class BatcherConfig:
             raise ValueError("max_sequence_share must be in (0, 1]")
         if self.workers < 1:
             raise ValueError("workers must be >= 1")
-        if self.max_run_s < 0:
-            raise ValueError("max_run_s must be >= 0")
 
 
 class DynamicBatcher:
@@ -95,8 +89,7 @@ class DynamicBatcher:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="affectline-infer")
-        self._crops_per_s = 1000.0  # one worker's running rate estimate: the retry hint, max_run_s
-        self._rate_measured = False
+        self._crops_per_s = 1000.0  # running estimate, for the retry hint
         self._anonymous = itertools.count()
 
     # --- public API ---------------------------------------------------------------------
@@ -143,15 +136,6 @@ class DynamicBatcher:
     def queued_crops(self) -> int:
         return self._queued_crops
 
-    @property
-    def batch_limit(self) -> int:
-        """Most crops the next model run may take: max_batch_size, or fewer where max_run_s and
-        the measured rate say a full batch would run longer (a single request may still exceed it)."""
-        cfg = self.config
-        if cfg.max_run_s <= 0:
-            return cfg.max_batch_size
-        return max(1, min(cfg.max_batch_size, int(self._crops_per_s * cfg.max_run_s)))
-
     # --- dispatching ----------------------------------------------------------------------
 
     async def _dispatch(self) -> None:
@@ -181,7 +165,7 @@ class DynamicBatcher:
     async def _wait_for_batch(self) -> None:
         """Waits until the queue fills a batch or its oldest request is due."""
         deadline = self._queue[0].enqueued_at + self.config.max_queue_delay_s
-        while self._queued_crops < self.batch_limit and not self._closing:
+        while self._queued_crops < self.config.max_batch_size and not self._closing:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 return
@@ -189,8 +173,7 @@ class DynamicBatcher:
 
     def _take_batch(self) -> list[_Request]:
         cfg = self.config
-        limit = self.batch_limit
-        share = max(1, int(cfg.max_sequence_share * limit))
+        share = max(1, int(cfg.max_sequence_share * cfg.max_batch_size))
         blocked = set(self._in_flight)  # a skipped sequence stays blocked: its later requests wait too
         per_sequence: dict[str, int] = {}
         batch: list[_Request] = []
@@ -199,9 +182,9 @@ class DynamicBatcher:
         for req in self._queue:
             n = len(req.crops)
             taken = per_sequence.get(req.sequence, 0)
-            fits = size + n <= limit or not batch  # an oversized request runs alone
+            fits = size + n <= cfg.max_batch_size or not batch  # an oversized request runs alone
             fair = taken == 0 or taken + n <= share
-            if req.sequence not in blocked and fits and fair and size < limit:
+            if req.sequence not in blocked and fits and fair and size < cfg.max_batch_size:
                 batch.append(req)
                 size += n
                 per_sequence[req.sequence] = taken + n
@@ -229,9 +212,7 @@ class DynamicBatcher:
             return
         else:
             elapsed = time.perf_counter() - started
-            rate = len(x) / max(elapsed, 1e-6)
-            self._crops_per_s = 0.8 * self._crops_per_s + 0.2 * rate if self._rate_measured else rate
-            self._rate_measured = True
+            self._crops_per_s = 0.8 * self._crops_per_s + 0.2 * (len(x) / max(elapsed, 1e-6))
             if self._metrics:
                 self._metrics.inference_duration.observe(elapsed)
                 self._metrics.batch_size.observe(len(x))
