@@ -77,3 +77,13 @@ def test_a_steps_warm_up_is_counted_but_kept_out_of_steady_latency_and_rate():
     assert r.steady_frames == 10 * len(r.latencies_s)
     assert r.steady_s == pytest.approx(2.0)
     assert r.steady_fps == pytest.approx(r.steady_frames / 2.0)
+
+
+def test_session_phases_are_repeatable_and_spread_over_the_whole_period():
+    from affectline.bench.sessions import session_phase
+
+    phases = [session_phase(i) for i in range(30)]
+    assert phases == [session_phase(i) for i in range(30)]
+    assert all(0 <= p < 1 for p in phases)
+    # a step of 30 sessions uses the whole period, not its first 30/97
+    assert sum(p >= 0.5 for p in phases) >= 8 and max(phases) > 0.9

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import random
 import time
 from dataclasses import dataclass, field
 
@@ -63,14 +64,21 @@ class LoadResult:
         return self.steady_frames / self.steady_s if self.steady_s > 0 else 0.0
 
 
+def session_phase(index: int) -> float:
+    """Where in its batch period (0..1) a session sends: random, as independent viewers are, and
+    seeded by the session's index so runs repeat. (Until 2026-11-23 it was index/97, which packed
+    any step of fewer than 97 sessions into the start of each period: bursts several times the
+    step's mean rate, and p99s that said more about the bench than the server.)"""
+    return random.Random(index).random()
+
+
 async def _one_session(stub, spec: LoadSpec, faces: np.ndarray, index: int, steady_at: float, stop_at: float,
                        result: LoadResult) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     started = await stub.StartSession(start_request(key, video_id=spec.video_id, viewer_id=f"bench-{index}"))
     session = ClientSession.open(key, started)
     batch_period = spec.frames_per_batch / spec.fps
-    # Stagger session phases across one batch period, as real viewers are not synchronised.
-    next_at = time.perf_counter() + (index % 97) / 97 * batch_period
+    next_at = time.perf_counter() + session_phase(index) * batch_period
     frame_no = 0
     stream = stub.StreamCrops() if spec.transport == "stream" else None
     while True:
