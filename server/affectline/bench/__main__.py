@@ -104,8 +104,11 @@ def median_step(runs: list[LoadResult]) -> LoadResult:
     unacknowledged frames of any repeat still count against it."""
     ranked = sorted(runs, key=lambda r: percentile(r.latencies_s, 99))
     chosen = ranked[(len(ranked) - 1) // 2]
-    merged = LoadResult(list(chosen.latencies_s), chosen.frames_acked, chosen.frames_acked, {}, chosen.elapsed_s,
-                        list(chosen.warmup_latencies_s), chosen.steady_frames, chosen.steady_s)
+    merged = LoadResult(
+        latencies_s=list(chosen.latencies_s), frames_sent=chosen.frames_acked, frames_acked=chosen.frames_acked,
+        elapsed_s=chosen.elapsed_s, warmup_latencies_s=list(chosen.warmup_latencies_s),
+        steady_frames=chosen.steady_frames, steady_s=chosen.steady_s,
+    )
     for r in runs:
         for k, v in r.errors.items():
             merged.errors[k] = merged.errors.get(k, 0) + v

@@ -60,4 +60,3 @@ def add_frame_results(results: Iterable[FrameRecord], into: session_pb2.PushCrop
         _set_scores(out.scores, frame.probs)
         _set_scores(out.smoothed_scores, smoothed)
         out.top_emotion = top_emotion(smoothed)
-
