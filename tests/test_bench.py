@@ -33,12 +33,13 @@ def test_median_step_takes_the_median_p99_run_but_keeps_every_runs_errors():
     from affectline.bench.sessions import LoadResult
 
     fast = LoadResult([0.01] * 100, 1000, 1000, {}, 10.0)
-    middle = LoadResult([0.05] * 100, 1000, 1000, {}, 10.0)
+    middle = LoadResult([0.05] * 100, 1000, 1000, {}, 10.0, warmup_latencies_s=[0.2], steady_frames=800, steady_s=8.0)
     slow = LoadResult([0.5] * 100, 1000, 990, {"UNAVAILABLE": 1}, 10.0)
     step = median_step([slow, fast, middle])
     assert percentile(step.latencies_s, 99) == 0.05
     assert step.errors == {"UNAVAILABLE": 1}
     assert step.frames_sent - step.frames_acked == 10
+    assert (step.steady_fps, step.warmup_latencies_s) == (100.0, [0.2])  # the chosen run's steady figures
     lossy_median = LoadResult([0.05] * 100, 1000, 995, {}, 10.0)
     step = median_step([fast, lossy_median, slow])
     assert step.frames_sent - step.frames_acked == 15  # 5 of the chosen run + 10 of another, each once
