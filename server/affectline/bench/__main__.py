@@ -231,8 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         stored = count_stored(f"sqlite:///{Path(data_dir) / 'affectline.db'}")
     # These VMs drift by tens of percent within minutes: the best point is timed again after the
     # load steps, and ratios use the higher of the two (the conservative choice).
-    sessions = 1 if best.layout == "1 session" else os.cpu_count() or 1
-    (after,) = measure_ceiling(model, batch_sizes=(best.batch_size,), seconds=args.ceiling_seconds, sessions=sessions)
+    (after,) = measure_ceiling(model, batch_sizes=(best.batch_size,), seconds=args.ceiling_seconds, sessions=best.sessions)
     ceiling = max(best.images_per_s, after.images_per_s)
 
     sat_fps = sat.steady_fps

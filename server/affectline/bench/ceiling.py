@@ -18,6 +18,7 @@ class CeilingPoint:
     batch_size: int
     images_per_s: float  # median over repeats
     layout: str = "1 session"  # how onnxruntime was run: sessions x intra-op threads
+    sessions: int = 1  # measure_ceiling's `sessions`, to time the same layout again
 
 
 def _session(model: EmotionModel, threads: int) -> ort.InferenceSession:
@@ -67,5 +68,5 @@ def measure_ceiling(
             for t in threads:
                 t.join()
             rates.append(sum(counts) / (time.perf_counter() - start))
-        points.append(CeilingPoint(bs, statistics.median(rates), layout))
+        points.append(CeilingPoint(bs, statistics.median(rates), layout, sessions))
     return points
