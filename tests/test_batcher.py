@@ -106,7 +106,8 @@ async def test_a_greedy_sequence_gets_a_bounded_share_of_each_batch():
 
 async def test_backpressure_refuses_past_the_bound_with_a_retry_hint():
     model = RecordingModel(delay_s=0.05)
-    b = batcher(model, max_batch_size=4, max_queue_delay_s=0.0, max_queued_crops=8)
+    # One run at a time, so the queue's content is exact (runs handed over early leave it).
+    b = batcher(model, max_batch_size=4, max_queue_delay_s=0.0, max_queued_crops=8, runs_per_worker=1)
     first = asyncio.create_task(b.submit(crops(1, 2, 3, 4)))  # taken into a run
     await asyncio.sleep(0.01)
     queued = [asyncio.create_task(b.submit(crops(5, 6, 7, 8))) for _ in range(2)]  # 8 waiting
@@ -117,6 +118,32 @@ async def test_backpressure_refuses_past_the_bound_with_a_retry_hint():
     await asyncio.gather(first, *queued)  # the accepted ones still complete
     assert (await b.submit(crops(9)))[:, 0].tolist() == [9]  # and there is room again
     await b.stop()
+
+
+async def test_a_worker_gets_its_next_run_before_the_current_one_ends():
+    """runs_per_worker=2: while a run is in the model, the next batch already waits for the
+    same worker, so it starts without an event-loop round trip; order and exclusivity hold."""
+    started = threading.Event()
+    release = threading.Event()
+    runs: list[list[int]] = []
+
+    def gated(x: np.ndarray) -> np.ndarray:
+        runs.append([int(v) for v in x[:, 0, 0]])
+        if len(runs) == 1:
+            started.set()
+            release.wait(5)
+        return x[:, 0, 0].astype(np.float32)[:, None].copy()
+
+    b = batcher(gated, max_batch_size=2, max_queue_delay_s=0.0, workers=1, runs_per_worker=2, max_sequence_share=1.0)
+    tasks = [asyncio.create_task(b.submit(crops(i), sequence=f"s{i}")) for i in range(6)]
+    await asyncio.to_thread(started.wait, 5)
+    for _ in range(20):  # let the dispatcher hand over what it may
+        await asyncio.sleep(0.005)
+    assert b.queued_crops == 2  # 2 crops in the running batch, 2 handed over, 2 still queued
+    release.set()
+    await asyncio.gather(*tasks)
+    await b.stop()
+    assert runs == [[0, 1], [2, 3], [4, 5]]
 
 
 async def test_model_errors_reach_every_caller_of_that_run_and_the_batcher_survives():
@@ -161,7 +188,7 @@ async def test_concatenated_copies_are_zeroed_after_inference():
 
 @pytest.mark.parametrize("kw", [
     {"max_batch_size": 0}, {"max_queue_delay_s": -1}, {"max_queued_crops": 1},
-    {"max_sequence_share": 0}, {"workers": 0},
+    {"max_sequence_share": 0}, {"workers": 0}, {"runs_per_worker": 0},
 ])
 def test_knobs_are_validated(kw):
     with pytest.raises(ValueError):

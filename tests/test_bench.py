@@ -88,3 +88,13 @@ def test_session_phases_are_repeatable_and_spread_over_the_whole_period():
     assert all(0 <= p < 1 for p in phases)
     # a step of 30 sessions uses the whole period, not its first 30/97
     assert sum(p >= 0.5 for p in phases) >= 8 and max(phases) > 0.9
+
+
+def test_bisect_next_halves_the_gap_between_the_last_pass_and_the_first_failure():
+    from affectline.bench.__main__ import bisect_next
+
+    assert bisect_next(115, 138) == 126
+    assert bisect_next(126, 138) == 132
+    assert bisect_next(0, 30) == 15  # even the first step failed
+    assert bisect_next(131, 132) is None  # adjacent: nothing left to refine
+    assert bisect_next(230, None) is None  # nothing failed: no upper bound

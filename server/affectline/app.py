@@ -105,6 +105,7 @@ def build_parts(settings: Settings) -> Parts:
             max_queued_crops=settings.max_queued_crops,
             max_sequence_share=settings.max_session_share,
             workers=settings.inference_workers,
+            runs_per_worker=settings.inference_runs_per_worker,
         ),
         metrics=metrics,
     )

@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-queued-crops", type=int,
                        help="queue bound; past it PushCrops gets RESOURCE_EXHAUSTED [AFFECTLINE_MAX_QUEUED_CROPS]")
     serve.add_argument("--inference-workers", type=int, help="concurrent model runs [AFFECTLINE_INFERENCE_WORKERS]")
+    serve.add_argument("--inference-runs-per-worker", type=int,
+                       help="batches handed to each worker at once [AFFECTLINE_INFERENCE_RUNS_PER_WORKER]")
     serve.add_argument("--inference-threads", type=int,
                        help="onnxruntime threads per run, 0 = its default [AFFECTLINE_INFERENCE_THREADS]")
     serve.add_argument("--inference-spin", type=int, choices=(0, 1),
@@ -113,6 +115,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         max_queued_crops=getattr(args, "max_queued_crops", None),
         inference_workers=getattr(args, "inference_workers", None),
         inference_threads=getattr(args, "inference_threads", None),
+        inference_runs_per_worker=getattr(args, "inference_runs_per_worker", None),
         smoothing=getattr(args, "smoothing", None),
         inference_spin=getattr(args, "inference_spin", None),
     )

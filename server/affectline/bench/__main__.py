@@ -116,6 +116,14 @@ def median_step(runs: list[LoadResult]) -> LoadResult:
     return merged
 
 
+def bisect_next(passed: int, failed: int | None) -> int | None:
+    """The session count halfway between the most that passed and the fewest that failed; None
+    when nothing failed (no upper bound to refine towards) or the two are adjacent."""
+    if failed is None or failed - passed < 2:
+        return None
+    return (passed + failed) // 2
+
+
 def capacity_steps(spec: str, ceiling_images_per_s: float, fps: float = 30.0) -> list[int]:
     """Session counts to try: explicit ("20,40,60") or "auto": 30 %..100 % of the sessions the
     raw ceiling could feed at `fps`, so the step where the SLO breaks shows the ratio directly."""
@@ -168,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
                          "of the sessions the raw ceiling could feed (default: auto)")
     ap.add_argument("--repeats", type=int, default=2,
                     help="runs per capacity step; the run with the median p99 decides (default: 2)")
+    ap.add_argument("--refine", type=int, default=2,
+                    help="extra steps bisecting between the last passing and the first failing session count (default: %(default)s)")
     ap.add_argument("--frames-per-batch", type=int, default=10)
     ap.add_argument("--warmup", type=float, default=2.0,
                     help="seconds at the start of each step kept out of latency and rate (default: 2)")
@@ -213,20 +223,35 @@ def main(argv: list[str] | None = None) -> int:
             steps = capacity_steps(args.capacity_steps, best.images_per_s)
             print(f"[4/5] capacity at 30 fps per session, {args.duration:.0f} s x {args.repeats} per step "
                   f"(steps: {', '.join(map(str, steps))} sessions)...", flush=True)
-            capacity, capacity_result = 0, None
-            for n in steps:
-                runs = []
+            capacity, capacity_result, first_failed = 0, None, None
+
+            def run_step(n: int, label: str = "") -> bool:
+                nonlocal capacity, capacity_result, first_failed
                 spec = LoadSpec(target, n, args.duration, paced=True, frames_per_batch=args.frames_per_batch,
                                 transport=args.transport, video_id=f"bench-paced-{n}", warmup_s=args.warmup)
+                runs = []
                 for _ in range(args.repeats):
                     runs.append(run_load(spec, args.clients, faces))
                     total.merge(runs[-1])
                 step = median_step(runs)
                 ok = within_slo(step)
-                print("      " + describe(f"{n:>4} sessions", step) + ("" if ok else "  <- over SLO"), flush=True)
-                if not ok:
+                print("      " + describe(f"{n:>4} sessions", step) + label + ("" if ok else "  <- over SLO"), flush=True)
+                if ok and n > capacity:
+                    capacity, capacity_result = n, step
+                if not ok and (first_failed is None or n < first_failed):
+                    first_failed = n
+                return ok
+
+            for n in steps:
+                if not run_step(n):
                     break
-                capacity, capacity_result = n, step
+            # The steps are 10 % of the ceiling apart: bisect between the last pass and the first
+            # failure so the capacity figure is not rounded down by a whole step.
+            for _ in range(args.refine):
+                mid = bisect_next(capacity, first_failed)
+                if mid is None:
+                    break
+                run_step(mid, "  (refining)")
             print("[5/5] frames stored vs acked; the ceiling's best point measured again...", flush=True)
         stored = count_stored(f"sqlite:///{Path(data_dir) / 'affectline.db'}")
     # These VMs drift by tens of percent within minutes: the best point is timed again after the
@@ -243,8 +268,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{percentile(sat.latencies_s, 99) * 1000:.0f} ms")
     if capacity_result is not None:
         cap_fps = capacity_result.steady_fps
+        bound = f"; {first_failed} failed" if first_failed is not None else " (the top step: the capacity may be higher)"
         print(f"capacity at 30 fps     {capacity} sessions with p99 < 100 ms: {cap_fps:,.0f} frames/s = "
-              f"{cap_fps / ceiling:.0%} of ceiling; p99 {percentile(capacity_result.latencies_s, 99) * 1000:.0f} ms")
+              f"{cap_fps / ceiling:.0%} of ceiling; p99 {percentile(capacity_result.latencies_s, 99) * 1000:.0f} ms{bound}")
     else:
         print(f"capacity at 30 fps     below the first step ({steps[0]} sessions)")
     print(f"errors                 {total.errors or 0}")

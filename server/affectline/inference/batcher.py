@@ -13,7 +13,11 @@ Triton's sequence batcher:
   instead of letting memory grow without bound;
 - draining: stop() refuses new requests and finishes every accepted one.
 
-Models run in `workers` threads, so the event loop keeps serving RPCs meanwhile.
+Models run in `workers` threads, so the event loop keeps serving RPCs meanwhile. Up to
+`runs_per_worker` batches per worker are handed over at once: a worker that finishes a run
+starts the next one at once instead of idling until the (busy) event loop has delivered the
+results and formed another batch. Crops handed over that way no longer count as queued; they
+are at most workers x runs_per_worker x max_batch_size.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ class BatcherConfig:
     max_queued_crops: int = 4096
     max_sequence_share: float = 0.5
     workers: int = 1
+    runs_per_worker: int = 2
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
@@ -73,6 +78,8 @@ class BatcherConfig:
             raise ValueError("max_sequence_share must be in (0, 1]")
         if self.workers < 1:
             raise ValueError("workers must be >= 1")
+        if self.runs_per_worker < 1:
+            raise ValueError("runs_per_worker must be >= 1")
 
 
 class DynamicBatcher:
@@ -142,7 +149,7 @@ class DynamicBatcher:
         while True:
             if self._closing and not self._queue and not self._active_runs:
                 return
-            if not self._queue or self._active_runs >= self.config.workers:
+            if not self._queue or self._active_runs >= self.config.workers * self.config.runs_per_worker:
                 await self._sleep()
                 continue
             await self._wait_for_batch()
@@ -198,22 +205,20 @@ class DynamicBatcher:
 
     async def _run(self, batch: list[_Request]) -> None:
         loop = asyncio.get_running_loop()
-        started = time.perf_counter()
-        if self._metrics:
-            for r in batch:
-                self._metrics.queue_delay.observe(started - r.enqueued_at)
         x = np.concatenate([r.crops for r in batch]) if len(batch) > 1 else batch[0].crops
         try:
-            probs = await loop.run_in_executor(self._executor, self._run_batch, x)
+            probs, started, ended = await loop.run_in_executor(self._executor, self._timed_run, x)
         except Exception as exc:  # the model failed: every request of this run gets the error
             for r in batch:
                 if not r.future.done():
                     r.future.set_exception(exc)
             return
         else:
-            elapsed = time.perf_counter() - started
+            elapsed = ended - started
             self._crops_per_s = 0.8 * self._crops_per_s + 0.2 * (len(x) / max(elapsed, 1e-6))
             if self._metrics:
+                for r in batch:
+                    self._metrics.queue_delay.observe(started - r.enqueued_at)
                 self._metrics.inference_duration.observe(elapsed)
                 self._metrics.batch_size.observe(len(x))
             offset = 0
@@ -228,6 +233,13 @@ class DynamicBatcher:
             self._in_flight.difference_update(r.sequence for r in batch)
             self._active_runs -= 1
             self._wakeup.set()
+
+    def _timed_run(self, x: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """In the worker thread: the model run, and when it really started and ended (a run
+        handed over early waits in the executor first)."""
+        started = time.perf_counter()
+        probs = self._run_batch(x)
+        return probs, started, time.perf_counter()
 
     def _set_queued(self, value: int) -> None:
         self._queued_crops = value
