@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import onnxruntime as ort
 
+from affectline.inference.serving_graph import INPUT, OUTPUT, serving_graph
 from affectline.models.registry import RegisteredModel
 
 # Fastest first; CPU is always appended as the fallback for ops other providers lack.
@@ -42,29 +43,27 @@ def choose_variant(variants: dict[str, dict], providers: Sequence[str]) -> str:
     return next((name for name in order if name in usable), "fp32")
 
 
+def _check_manifest(registered: RegisteredModel) -> None:
+    m = registered.manifest
+    if m.format != "onnx" or m.input.layout != "NCHW" or m.input.channels != 1:
+        raise ValueError(f"{registered.key}: only 1-channel NCHW onnx models are supported")
+    if m.output.kind != "probabilities":
+        raise ValueError(f"{registered.key}: output kind {m.output.kind!r} is not supported")
+
+
 class EmotionModel:
     """A loaded expression model. `predict` is safe to call from several threads at once
-    (onnxruntime's InferenceSession.run is thread-safe; preprocessing has no shared state)."""
+    (onnxruntime's InferenceSession.run is thread-safe and is the only work predict does)."""
 
     def __init__(self, registered: RegisteredModel, session: ort.InferenceSession, variant: str = "fp32") -> None:
-        m = registered.manifest
-        if m.format != "onnx" or m.input.layout != "NCHW" or m.input.channels != 1:
-            raise ValueError(f"{registered.key}: only 1-channel NCHW onnx models are supported")
-        if m.output.kind != "probabilities":
-            raise ValueError(f"{registered.key}: output kind {m.output.kind!r} is not supported")
-        inputs = [i.name for i in session.get_inputs()]
-        outputs = [o.name for o in session.get_outputs()]
-        if m.input.name not in inputs or m.output.name not in outputs:
-            raise ValueError(f"{registered.key}: manifest names {m.input.name!r}/{m.output.name!r} "
-                             f"do not match the graph ({inputs} -> {outputs})")
+        """`session` runs the serving graph (see serving_graph): uint8 crops in, probabilities out."""
+        _check_manifest(registered)
+        if [i.name for i in session.get_inputs()] != [INPUT] or OUTPUT not in [o.name for o in session.get_outputs()]:
+            raise ValueError(f"{registered.key}: the session does not run the serving graph ({INPUT} -> {OUTPUT})")
         self._registered = registered
         self._session = session
         self.variant = variant
         self.onnx_path = registered.onnx_path  # the file of the variant actually loaded
-        p = m.preprocessing
-        # (pixel*scale - mean)/std folded into one multiply-add
-        self._mul = np.float32(p.pixel_scale / p.std)
-        self._add = np.float32(-p.mean / p.std)
 
     @classmethod
     def load(cls, registered: RegisteredModel, *, providers: Sequence[str] | None = None,
@@ -86,7 +85,19 @@ class EmotionModel:
             path = registered.onnx_path.parent / variants[variant]["file"]
         else:
             raise ValueError(f"{registered.key} has no variant {variant!r} (has: fp32, {', '.join(variants) or '-'})")
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=chosen)
+        _check_manifest(registered)
+        m, p = registered.manifest, registered.manifest.preprocessing
+        try:
+            graph = serving_graph(
+                path.read_bytes(), input_name=m.input.name, output_name=m.output.name,
+                height=m.input.height, width=m.input.width,
+                # (pixel * pixel_scale - mean) / std as one multiply-add
+                scale=p.pixel_scale / p.std, offset=-p.mean / p.std,
+                renormalize=variant != "fp32",
+            )
+        except ValueError as exc:
+            raise ValueError(f"{registered.key}: {exc}") from exc
+        session = ort.InferenceSession(graph, sess_options=opts, providers=chosen)
         model = cls(registered, session, variant)
         model.onnx_path = path
         return model
@@ -124,11 +135,6 @@ class EmotionModel:
             raise ValueError(f"crops must have shape [N,{h},{w}], got {list(crops.shape)}")
         if crops.shape[0] == 0:
             return np.zeros((0, len(self.class_names)), np.float32)
-        x = crops[:, None].astype(np.float32) * self._mul + self._add
-        m = self._registered.manifest
-        (probs,) = self._session.run([m.output.name], {m.input.name: x})
-        probs = np.asarray(probs, dtype=np.float32)
-        if self.variant != "fp32":
-            # A quantized softmax output need not sum to 1 exactly; confidence scores must.
-            probs /= np.maximum(probs.sum(axis=1, keepdims=True), np.float32(1e-12))
+        # Preprocessing and renormalization run inside the graph: one call, one GIL release.
+        (probs,) = self._session.run([OUTPUT], {INPUT: np.ascontiguousarray(crops[:, None])})
         return probs
