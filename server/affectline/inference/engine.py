@@ -85,7 +85,6 @@ class EmotionModel:
             path = registered.onnx_path.parent / variants[variant]["file"]
         else:
             raise ValueError(f"{registered.key} has no variant {variant!r} (has: fp32, {', '.join(variants) or '-'})")
-        _check_manifest(registered)
         m, p = registered.manifest, registered.manifest.preprocessing
         try:
             graph = serving_graph(
