@@ -7,6 +7,7 @@ the caller sends them with whatever stub it uses (grpcio, Connect, JSON-RPC).
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
@@ -88,10 +89,13 @@ class ClientSession:
 
 def crop_batch(frames: Iterable[Frame], achieved_fps: float = 30.0) -> session_pb2.CropBatch:
     batch = session_pb2.CropBatch(achieved_fps=achieved_fps)
-    now = datetime.now(timezone.utc)
+    # One capture time for the batch, set as two ints: Timestamp.FromDatetime is pure Python
+    # and was ~6 % of the benchmark clients' CPU when called per frame.
+    seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
     for f in frames:
         frame = batch.frames.add(video_time_ms=f.video_time_ms, face_present=f.crop is not None)
-        frame.captured_at.FromDatetime(now)
+        frame.captured_at.seconds = seconds
+        frame.captured_at.nanos = nanos
         if f.crop is not None:
             frame.crop = np.ascontiguousarray(f.crop, dtype=np.uint8).tobytes()
         if f.head_yaw_deg is not None:

@@ -169,8 +169,8 @@ class FrameRow(SQLModel, table=True):
             name="fk_frames_batch",
             ondelete="CASCADE",
         ),
+        # Also the index by which timelines and summaries find a session's frames.
         UniqueConstraint("session_id", "seq", "frame_index", name="uq_frames_session_seq_index"),
-        Index("ix_frames_session_time", "session_id", "video_time_ms"),
     )
 
     # SQLite only auto-increments an INTEGER PRIMARY KEY (its 64-bit rowid).
