@@ -16,7 +16,7 @@ def test_bench_smoke_run_stores_every_acked_frame(transport):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{transport} calls" in result.stdout
-    for line in ("raw ceiling", "1 session", "sessions x 1 thread", "serving, saturated", "% of ceiling", "capacity at 30 fps", "(all acked frames stored)"):
+    for line in ("raw ceiling", "1 session", "sessions x 1 thread", "serving, saturated", "% of ceiling", "timed around it", "capacity at 30 fps", "(all acked frames stored)"):
         assert line in result.stdout
 
 
@@ -98,3 +98,15 @@ def test_bisect_next_halves_the_gap_between_the_last_pass_and_the_first_failure(
     assert bisect_next(0, 30) == 15  # even the first step failed
     assert bisect_next(131, 132) is None  # adjacent: nothing left to refine
     assert bisect_next(230, None) is None  # nothing failed: no upper bound
+
+
+def test_ceiling_timings_compare_each_step_with_the_timings_around_it():
+    from affectline.bench.__main__ import CeilingTimings
+
+    later = iter([2000.0, 3000.0, 1000.0])
+    timings = CeilingTimings(2500.0, lambda: next(later))
+    assert timings.retime() == 2500.0  # before 2,500, after 2,000: the higher
+    assert timings.retime() == 3000.0  # before 2,000, after 3,000
+    assert timings.retime() == 3000.0  # before 3,000, after 1,000
+    assert timings.timings == [2500.0, 2000.0, 3000.0, 1000.0]
+    assert timings.highest == 3000.0  # the run-wide conservative ceiling

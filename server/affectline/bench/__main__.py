@@ -8,6 +8,9 @@ Steps: (1) onnxruntime alone on pre-made tensors at several batch sizes (the cei
 ratio to the ceiling; (4) capacity: sessions paced at 30 fps, stepping up the count until
 p99 batch latency reaches 100 ms or errors appear; (5) frames stored (counted in the
 database) vs frames acked. Client processes share the machine's cores with the server.
+The ceiling's best point is timed again after every load step, and each step is also compared
+with the higher of the timings just before and after it: these VMs drift by tens of percent
+within minutes, so a ceiling timed minutes away can describe a different machine.
 Rates and latency percentiles are steady state: batches sent in the first --warmup seconds
 of a step (every session starting at once) count as frames, and their p99 is printed apart.
 """
@@ -21,7 +24,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -124,6 +127,27 @@ def bisect_next(passed: int, failed: int | None) -> int | None:
     return (passed + failed) // 2
 
 
+class CeilingTimings:
+    """The ceiling's best point, timed again between load steps.
+
+    `retime()` after each step returns the step's local ceiling: the higher of the timing just
+    before the step and the one just after (the conservative choice for that step's ratio).
+    `highest` is the run-wide conservative ceiling: the highest timing of the whole run.
+    """
+
+    def __init__(self, first: float, measure: Callable[[], float]) -> None:
+        self._measure = measure
+        self.timings = [first]
+
+    def retime(self) -> float:
+        self.timings.append(self._measure())
+        return max(self.timings[-2], self.timings[-1])
+
+    @property
+    def highest(self) -> float:
+        return max(self.timings)
+
+
 def capacity_steps(spec: str, ceiling_images_per_s: float, fps: float = 30.0) -> list[int]:
     """Session counts to try: explicit ("20,40,60") or "auto": 30 %..100 % of the sessions the
     raw ceiling could feed at `fps`, so the step where the SLO breaks shows the ratio directly."""
@@ -160,6 +184,10 @@ def describe(name: str, r: LoadResult) -> str:
     return (f"{name}: {r.steady_fps:,.0f} frames/s acked, batch latency p50 {percentile(lat, 50):.1f} ms "
             f"p95 {percentile(lat, 95):.1f} ms p99 {percentile(lat, 99):.1f} ms (warm-up p99 {warm:.0f} ms), "
             f"{r.frames_acked}/{r.frames_sent} frames acked, errors {r.errors or 0}")
+
+
+def local_ratio(r: LoadResult, local_ceiling: float) -> str:
+    return f"; {r.steady_fps / local_ceiling:.0%} of the ceiling timed around it ({local_ceiling:,.0f})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     best = max(points, key=lambda p: p.images_per_s)
     print(f"      ceiling: {best.images_per_s:,.0f} images/s at batch {best.batch_size} ({best.layout})", flush=True)
 
+    timings = CeilingTimings(best.images_per_s, lambda: measure_ceiling(
+        model, batch_sizes=(best.batch_size,), seconds=args.ceiling_seconds, sessions=best.sessions)[0].images_per_s)
     faces, source = load_faces(model.crop_size[0])
     print(f"[2/5] starting affectline serve (SQLite in a temp dir), crops: {source}...", flush=True)
     with tempfile.TemporaryDirectory() as data_dir:
@@ -218,15 +248,16 @@ def main(argv: list[str] | None = None) -> int:
             sat = run_load(LoadSpec(target, args.saturate_sessions, args.duration, paced=False,
                                     frames_per_batch=args.frames_per_batch, transport=args.transport, warmup_s=args.warmup, video_id="bench-saturation"), args.clients, faces)
             total.merge(sat)
-            print("      " + describe("saturation", sat), flush=True)
+            sat_local = timings.retime()
+            print("      " + describe("saturation", sat) + local_ratio(sat, sat_local), flush=True)
 
             steps = capacity_steps(args.capacity_steps, best.images_per_s)
             print(f"[4/5] capacity at 30 fps per session, {args.duration:.0f} s x {args.repeats} per step "
                   f"(steps: {', '.join(map(str, steps))} sessions)...", flush=True)
-            capacity, capacity_result, first_failed = 0, None, None
+            capacity, capacity_result, capacity_local, first_failed = 0, None, 0.0, None
 
             def run_step(n: int, label: str = "") -> bool:
-                nonlocal capacity, capacity_result, first_failed
+                nonlocal capacity, capacity_result, capacity_local, first_failed
                 spec = LoadSpec(target, n, args.duration, paced=True, frames_per_batch=args.frames_per_batch,
                                 transport=args.transport, video_id=f"bench-paced-{n}", warmup_s=args.warmup)
                 runs = []
@@ -234,10 +265,12 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append(run_load(spec, args.clients, faces))
                     total.merge(runs[-1])
                 step = median_step(runs)
+                local = timings.retime()
                 ok = within_slo(step)
-                print("      " + describe(f"{n:>4} sessions", step) + label + ("" if ok else "  <- over SLO"), flush=True)
+                print("      " + describe(f"{n:>4} sessions", step) + local_ratio(step, local) + label
+                      + ("" if ok else "  <- over SLO"), flush=True)
                 if ok and n > capacity:
-                    capacity, capacity_result = n, step
+                    capacity, capacity_result, capacity_local = n, step, local
                 if not ok and (first_failed is None or n < first_failed):
                     first_failed = n
                 return ok
@@ -252,25 +285,26 @@ def main(argv: list[str] | None = None) -> int:
                 if mid is None:
                     break
                 run_step(mid, "  (refining)")
-            print("[5/5] frames stored vs acked; the ceiling's best point measured again...", flush=True)
+            print("[5/5] frames stored vs acked...", flush=True)
         stored = count_stored(f"sqlite:///{Path(data_dir) / 'affectline.db'}")
-    # These VMs drift by tens of percent within minutes: the best point is timed again after the
-    # load steps, and ratios use the higher of the two (the conservative choice).
-    (after,) = measure_ceiling(model, batch_sizes=(best.batch_size,), seconds=args.ceiling_seconds, sessions=best.sessions)
-    ceiling = max(best.images_per_s, after.images_per_s)
+    # Ratios against the run's highest timing of the best point (the conservative choice), and
+    # against the timings around the step itself (the same machine state as the step).
+    ceiling = timings.highest
 
     sat_fps = sat.steady_fps
     print("\n=== summary ===")
-    print(f"raw ceiling            {ceiling:,.0f} images/s (batch {best.batch_size}, {best.layout}; "
-          f"{best.images_per_s:,.0f} before the load steps, {after.images_per_s:,.0f} after)")
-    print(f"serving, saturated     {sat_fps:,.0f} frames/s = {sat_fps / ceiling:.0%} of ceiling; "
+    print(f"raw ceiling            {ceiling:,.0f} images/s (batch {best.batch_size}, {best.layout}; the highest of "
+          f"{len(timings.timings)} timings in this run: {', '.join(f'{t:,.0f}' for t in timings.timings)})")
+    print(f"serving, saturated     {sat_fps:,.0f} frames/s = {sat_fps / ceiling:.0%} of ceiling "
+          f"({sat_fps / sat_local:.0%} of the {sat_local:,.0f} timed around it); "
           f"p50/p95/p99 {percentile(sat.latencies_s, 50) * 1000:.0f}/{percentile(sat.latencies_s, 95) * 1000:.0f}/"
           f"{percentile(sat.latencies_s, 99) * 1000:.0f} ms")
     if capacity_result is not None:
         cap_fps = capacity_result.steady_fps
         bound = f"; {first_failed} failed" if first_failed is not None else " (the top step: the capacity may be higher)"
         print(f"capacity at 30 fps     {capacity} sessions with p99 < 100 ms: {cap_fps:,.0f} frames/s = "
-              f"{cap_fps / ceiling:.0%} of ceiling; p99 {percentile(capacity_result.latencies_s, 99) * 1000:.0f} ms{bound}")
+              f"{cap_fps / ceiling:.0%} of ceiling ({cap_fps / capacity_local:.0%} of the {capacity_local:,.0f} timed around it); "
+              f"p99 {percentile(capacity_result.latencies_s, 99) * 1000:.0f} ms{bound}")
     else:
         print(f"capacity at 30 fps     below the first step ({steps[0]} sessions)")
     print(f"errors                 {total.errors or 0}")
