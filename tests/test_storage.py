@@ -98,6 +98,23 @@ def test_migrations_from_empty_make_exactly_the_schema(empty_db_url: str) -> Non
         engine.dispose()
 
 
+def test_upgrade_from_0003_drops_the_unused_time_index_and_keeps_the_frames(empty_db_url: str) -> None:
+    engine = make_engine(empty_db_url)
+    try:
+        upgrade(engine, "0003")
+        indexes = lambda: {ix["name"] for ix in inspect(engine).get_indexes("frames")}  # noqa: E731
+        assert "ix_frames_session_time" in indexes()
+        store = TimelineStore(engine)
+        store.create_session(session_record())
+        assert store.append_batch("s1", batch(0, [frame(0, 0, 0, P1), frame(0, 1, 33, None)]))
+        upgrade(engine)
+        assert current_revision(engine) == "0004"
+        assert "ix_frames_session_time" not in indexes()
+        assert [(f.index, f.video_time_ms, f.probs) for f in store.session_frames("s1")] == [(0, 0, P1), (1, 33, None)]
+    finally:
+        engine.dispose()
+
+
 def test_upgrade_twice_is_a_noop(db_engine: Engine, store: TimelineStore) -> None:
     store.ensure_video("vid", "", "Title")
     upgrade(db_engine)
