@@ -20,7 +20,7 @@ from affectline.training import cli  # noqa: E402
 from affectline.training.calibrate import fit_temperature, nll_at, softmax  # noqa: E402
 from affectline.training.evaluate import expected_calibration_error  # noqa: E402
 from affectline.training.export import ServingModel, export_run  # noqa: E402
-from affectline.training.train import LAST, TrainConfig, load_model, to_input, train, uses_bf16  # noqa: E402
+from affectline.training.train import LAST, TrainConfig, load_model, mixup, to_input, train, uses_bf16  # noqa: E402
 
 needs_data = pytest.mark.skipif(not FER_NPZ.is_file(), reason=f"FER2013 data not available at {FER_NPZ}")
 TINY = {"epochs": 2, "width": 4, "train_limit": 256, "eval_limit": 128, "batch_size": 64, "seed": 7}
@@ -148,3 +148,30 @@ def test_fp32_run_is_logged_as_fp32(tmp_path: Path) -> None:
     ckpt = train(cfg)
     assert ckpt["config"]["precision"] == "fp32" and math.isfinite(ckpt["history"][0]["train_loss"])
     assert "; fp32" in (tmp_path / "train.log").read_text()
+
+
+def test_mixup_blends_images_and_targets_with_one_lambda() -> None:
+    x = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
+    y = torch.eye(4)
+    mx, my = mixup(x, y, 0.4, np.random.default_rng(3))
+    rng = np.random.default_rng(3)  # the same draws, made by hand
+    lam, pair = rng.beta(0.4, 0.4), rng.permutation(4)
+    assert torch.allclose(mx[:, 0], torch.tensor([lam * i + (1 - lam) * pair[i] for i in range(4)], dtype=torch.float32))
+    assert torch.allclose(my.sum(1), torch.ones(4))  # still distributions
+    for i in range(4):
+        expected = torch.zeros(4)
+        expected[i] += lam
+        expected[pair[i]] += 1 - lam
+        assert torch.allclose(my[i], expected)
+    assert build_args(["--mixup", "0.2"]).mixup == 0.2 and build_args([]).mixup == 0.0
+
+
+@needs_data
+def test_mixup_run_is_seeded_and_differs(full_run: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(**{**tiny_cfg(tmp_path / "a").__dict__, "mixup_alpha": 0.2, "epochs": 1})
+    train(cfg)
+    train(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "b")}))
+    assert same_weights(weights(tmp_path / "a" / LAST), weights(tmp_path / "b" / LAST))
+    plain = train(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "c"), "mixup_alpha": 0.0}))
+    assert not same_weights(weights(tmp_path / "a" / LAST), plain["model"])
+    assert "mixup alpha 0.2" in (tmp_path / "a" / "train.log").read_text()

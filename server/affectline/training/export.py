@@ -84,7 +84,9 @@ def training_data(cfg: dict[str, Any]) -> str:
     """What the targets were made of, from the run's own config (not a fixed text)."""
     w, ls = cfg["ferplus_weight"], cfg["label_smoothing"]
     targets = (f"{1 - w:g} x FER2013 label + {w:g} x FER+ vote distribution" if w > 0 else "FER2013 labels")
-    return (f"FER2013 Training split, targets: {targets}, label smoothing {ls:g} "
+    mix = cfg.get("mixup_alpha", 0.0)
+    mixed = f", mixup alpha {mix:g}" if mix > 0 else ""
+    return (f"FER2013 Training split, targets: {targets}, label smoothing {ls:g}{mixed} "
             "(research/evaluation data, no open licence; see docs/model-card.md)")
 
 

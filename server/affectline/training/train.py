@@ -54,6 +54,15 @@ def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tens
     return loss.item()
 
 
+def mixup(x: torch.Tensor, targets: torch.Tensor, alpha: float,
+          rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blends the batch with a shuffled copy of itself: lam * a + (1 - lam) * b for the images
+    and the soft targets alike, lam ~ Beta(alpha, alpha) once per batch."""
+    lam = float(rng.beta(alpha, alpha))
+    pair = torch.from_numpy(rng.permutation(len(x)))
+    return lam * x + (1 - lam) * x[pair], lam * targets + (1 - lam) * targets[pair]
+
+
 def lr_at(step: int, total: int, warmup: int, base: float) -> float:
     """Linear warm-up, then cosine decay to zero."""
     if step < warmup:
@@ -149,9 +158,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
     steps_per_epoch = math.ceil(len(tr) / cfg.batch_size)
     total, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
     bf16 = uses_bf16(cfg.precision)
-    log.info("model ExpressionVGG(width=%d): %d params; %d training images, %d PublicTest; %d epochs x %d steps; %s",
+    log.info("model ExpressionVGG(width=%d): %d params; %d training images, %d PublicTest; %d epochs x %d steps; %s%s",
              cfg.width, count_params(model), len(tr), len(pub), cfg.epochs, steps_per_epoch,
-             "bf16 autocast" if bf16 else "fp32")
+             "bf16 autocast" if bf16 else "fp32", f"; mixup alpha {cfg.mixup_alpha}" if cfg.mixup_alpha > 0 else "")
 
     ckpt = {}
     end_epoch = cfg.epochs if stop_after <= 0 else min(cfg.epochs, start_epoch + stop_after)
@@ -159,6 +168,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout
         g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)  # order + augmentation
         perm = torch.randperm(len(tr), generator=g)
+        # mixup draws from its own stream, so runs without it keep their exact sequence of batches
+        mix_rng = np.random.default_rng([cfg.seed, epoch, 1]) if cfg.mixup_alpha > 0 else None
         model.train()
         t0, loss_sum = time.perf_counter(), 0.0
         for i in range(steps_per_epoch):
@@ -166,9 +177,11 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total, warmup, cfg.lr)
             idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            x = augment(pixels01[idx], g)
+            x, y = augment(pixels01[idx], g), targets[idx]
+            if mix_rng is not None:
+                x, y = mixup(x, y, cfg.mixup_alpha, mix_rng)
             x = normalise(x).contiguous(memory_format=torch.channels_last)  # type: ignore[attr-defined]
-            loss_sum += train_step(model, opt, x, targets[idx], bf16) * len(idx)
+            loss_sum += train_step(model, opt, x, y, bf16) * len(idx)
         train_s = time.perf_counter() - t0
         logits = predict_logits(model, pub.pixels)
         acc = float((logits.argmax(1) == pub.labels).mean())
