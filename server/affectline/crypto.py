@@ -39,7 +39,9 @@ def batch_aad(session_id: str, seq: int) -> bytes:
 
 def batch_digest(nonce: bytes, ciphertext: bytes) -> bytes:
     """Identifies one exact encrypted batch, so a client retry can be told from a replay."""
-    return hashlib.sha256(nonce + ciphertext).digest()
+    digest = hashlib.sha256(nonce)
+    digest.update(ciphertext)  # not nonce + ciphertext: that copies the whole batch first
+    return digest.digest()
 
 
 def load_public_key(raw: bytes) -> ec.EllipticCurvePublicKey:

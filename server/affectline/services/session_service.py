@@ -101,6 +101,9 @@ class SessionService:
         self._smoothing = smoothing
         self._now = now
         self._sessions = LiveSessions(store, key_wrapper, self._io)
+        # Labelled counters used on every batch, looked up once.
+        self._frames_with_face = metrics.frames.labels(face_present="true")
+        self._frames_without_face = metrics.frames.labels(face_present="false")
 
     async def _io(self, fn: Callable[..., T], *args: object) -> T:
         """Runs a blocking storage call off the event loop."""
@@ -252,8 +255,8 @@ class SessionService:
         live.max_seq = seq if live.max_seq is None else max(live.max_seq, seq)
         live.frames_accepted += len(frames)
         with_face = sum(f.face_present for f in frames)
-        self._metrics.frames.labels(face_present="true").inc(with_face)
-        self._metrics.frames.labels(face_present="false").inc(len(frames) - with_face)
+        self._frames_with_face.inc(with_face)
+        self._frames_without_face.inc(len(frames) - with_face)
         return self._ack(seq, frames, live, duplicate=False)
 
     async def _score_batch(
