@@ -187,7 +187,7 @@ def describe(name: str, r: LoadResult) -> str:
 
 
 def local_ratio(r: LoadResult, local_ceiling: float) -> str:
-    return f"; {r.steady_fps / local_ceiling:.0%} of the ceiling timed around it ({local_ceiling:,.0f})"
+    return f"; {r.steady_fps / local_ceiling:.1%} of the ceiling timed around it ({local_ceiling:,.0f})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,15 +295,15 @@ def main(argv: list[str] | None = None) -> int:
     print("\n=== summary ===")
     print(f"raw ceiling            {ceiling:,.0f} images/s (batch {best.batch_size}, {best.layout}; the highest of "
           f"{len(timings.timings)} timings in this run: {', '.join(f'{t:,.0f}' for t in timings.timings)})")
-    print(f"serving, saturated     {sat_fps:,.0f} frames/s = {sat_fps / ceiling:.0%} of ceiling "
-          f"({sat_fps / sat_local:.0%} of the {sat_local:,.0f} timed around it); "
+    print(f"serving, saturated     {sat_fps:,.0f} frames/s = {sat_fps / ceiling:.1%} of ceiling "
+          f"({sat_fps / sat_local:.1%} of the {sat_local:,.0f} timed around it); "
           f"p50/p95/p99 {percentile(sat.latencies_s, 50) * 1000:.0f}/{percentile(sat.latencies_s, 95) * 1000:.0f}/"
           f"{percentile(sat.latencies_s, 99) * 1000:.0f} ms")
     if capacity_result is not None:
         cap_fps = capacity_result.steady_fps
         bound = f"; {first_failed} failed" if first_failed is not None else " (the top step: the capacity may be higher)"
         print(f"capacity at 30 fps     {capacity} sessions with p99 < 100 ms: {cap_fps:,.0f} frames/s = "
-              f"{cap_fps / ceiling:.0%} of ceiling ({cap_fps / capacity_local:.0%} of the {capacity_local:,.0f} timed around it); "
+              f"{cap_fps / ceiling:.1%} of ceiling ({cap_fps / capacity_local:.1%} of the {capacity_local:,.0f} timed around it); "
               f"p99 {percentile(capacity_result.latencies_s, 99) * 1000:.0f} ms{bound}")
     else:
         print(f"capacity at 30 fps     below the first step ({steps[0]} sessions)")
