@@ -20,7 +20,8 @@ from affectline.training import cli  # noqa: E402
 from affectline.training.calibrate import fit_temperature, nll_at, softmax  # noqa: E402
 from affectline.training.evaluate import expected_calibration_error  # noqa: E402
 from affectline.training.export import ServingModel, export_run  # noqa: E402
-from affectline.training.train import LAST, TrainConfig, load_model, mixup, to_input, train, uses_bf16  # noqa: E402
+from affectline.training.train import (  # noqa: E402
+    HAPPY, LAST, SAD, TrainConfig, load_model, mixup, pair_loss, to_input, train, uses_bf16)
 
 needs_data = pytest.mark.skipif(not FER_NPZ.is_file(), reason=f"FER2013 data not available at {FER_NPZ}")
 TINY = {"epochs": 2, "width": 4, "train_limit": 256, "eval_limit": 128, "batch_size": 64, "seed": 7}
@@ -175,3 +176,30 @@ def test_mixup_run_is_seeded_and_differs(full_run: Path, tmp_path: Path) -> None
     plain = train(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "c"), "mixup_alpha": 0.0}))
     assert not same_weights(weights(tmp_path / "a" / LAST), plain["model"])
     assert "mixup alpha 0.2" in (tmp_path / "a" / "train.log").read_text()
+
+
+def test_pair_loss_exact_example() -> None:
+    # logits: happy 2 vs sad 0 -> p(happy | {happy, sad}) = sigmoid(2)
+    logits = torch.zeros(3, 7)
+    logits[:, HAPPY] = 2.0
+    targets = torch.zeros(3, 7)
+    targets[0, HAPPY] = 1.0  # a happy face: -log sigmoid(2), full weight
+    targets[1, SAD] = 0.5  # half sad, half neutral: mass 0.5, -log sigmoid(-2)
+    targets[1, 6] = 0.5
+    targets[2, 6] = 1.0  # neutral: no happy/sad mass, no loss
+    s = 1 / (1 + math.exp(-2.0))
+    expected = (-math.log(s) + 0.5 * -math.log(1 - s)) / 3
+    assert pair_loss(logits, targets, HAPPY, SAD).item() == pytest.approx(expected, rel=1e-6)
+    assert build_args(["--pair-weight", "1"]).pair_weight == 1.0 and build_args([]).pair_weight == 0.0
+
+
+@needs_data
+def test_pair_weight_run_is_seeded_differs_and_logs_happy_vs_sad(full_run: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(**{**tiny_cfg(tmp_path / "a").__dict__, "pair_weight": 1.0, "epochs": 1})
+    a = train(cfg)
+    b = train(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "b")}))
+    assert same_weights(a["model"], b["model"])
+    plain = train(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "c"), "pair_weight": 0.0}))
+    assert not same_weights(a["model"], plain["model"])
+    assert "pair loss x 1.0" in (tmp_path / "a" / "train.log").read_text()
+    assert 0.0 <= a["history"][-1]["public_happy_vs_sad"] <= 1.0

@@ -50,6 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mixup", type=float, default=d("mixup_alpha"), metavar="ALPHA",
                    help="blend each batch with a shuffled copy of itself, lam ~ Beta(ALPHA, ALPHA); "
                         "0 turns it off (default: %(default)s)")
+    p.add_argument("--pair-weight", type=float, default=d("pair_weight"), metavar="W",
+                   help="add W x a happy-vs-sad binary cross-entropy (softmax over those two logits) to "
+                        "the loss; 0 turns it off (default: %(default)s)")
     p.add_argument("--precision", choices=PRECISIONS, default=d("precision"),
                    help="bf16 autocast or fp32; auto picks bf16 only where the CPU has native bf16 "
                         "(AVX512-BF16/AMX) (default: %(default)s)")
@@ -94,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = TrainConfig(data=str(args.data), out_dir=str(args.run_dir), seed=args.seed,
                           epochs=args.epochs or TrainConfig.default("epochs"), width=args.width,
                           batch_size=args.batch_size, lr=args.lr, ferplus_weight=args.ferplus_weight,
-                          label_smoothing=args.label_smoothing, mixup_alpha=args.mixup, precision=args.precision,
+                          label_smoothing=args.label_smoothing, mixup_alpha=args.mixup, pair_weight=args.pair_weight, precision=args.precision,
                           threads=args.threads, train_limit=args.train_limit, eval_limit=args.eval_limit)
         ckpt = train(cfg, resume=args.resume, stop_after=args.stop_after,
                      epochs=(args.epochs or 0) if args.resume else 0)

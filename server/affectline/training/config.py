@@ -26,6 +26,9 @@ class TrainConfig:
     # > 0: mixup (Zhang et al. 2018): each batch is blended with a shuffled copy of itself by
     # lam ~ Beta(alpha, alpha), images and soft targets alike. 0 (default) leaves runs as before.
     mixup_alpha: float = 0.0
+    # > 0: adds this weight x a binary cross-entropy of happy against sad alone (train.pair_loss),
+    # aimed at the happy-vs-sad goal. 0 (default) leaves runs as before.
+    pair_weight: float = 0.0
     # auto: bf16 autocast where the CPU has native bf16 (AVX512-BF16/AMX: ~2.5x faster), else fp32
     # (emulated bf16 was 13x slower on an AVX2-only CPU)
     precision: str = "auto"

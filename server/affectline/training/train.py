@@ -21,11 +21,12 @@ import torch.nn.functional as F
 
 from affectline.training.augment import augment
 from affectline.training.config import PRECISIONS, TrainConfig
-from affectline.training.data import Split, load_split, normalise, soft_targets
+from affectline.training.data import CLASS_NAMES, Split, load_split, normalise, soft_targets
 from affectline.training.model import ExpressionVGG, count_params
 
 log = logging.getLogger("affectline.training")
 LAST, BEST = "last.pt", "best.pt"
+HAPPY, SAD = CLASS_NAMES.index("happy"), CLASS_NAMES.index("sad")
 
 
 def build_model(cfg: TrainConfig) -> ExpressionVGG:
@@ -41,13 +42,27 @@ def uses_bf16(precision: str) -> bool:
     return precision == "bf16"
 
 
+def pair_loss(logits: torch.Tensor, targets: torch.Tensor, a: int, b: int) -> torch.Tensor:
+    """Binary cross-entropy of class a against class b alone: softmax over the two logits vs the
+    targets' a:b split, each sample weighted by the target mass on {a, b} (so faces of other
+    classes, which carry only label-smoothing mass there, barely count). Mean over the batch."""
+    mass = targets[:, a] + targets[:, b]
+    q = targets[:, a] / mass.clamp_min(1e-12)
+    d = logits[:, a] - logits[:, b]
+    return (mass * -(q * F.logsigmoid(d) + (1 - q) * F.logsigmoid(-d))).mean()
+
+
 def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, targets: torch.Tensor,
-               bf16: bool) -> float:
+               bf16: bool, pair_weight: float = 0.0) -> float:
     """One SGD step on soft targets [N,C]; the forward pass under bf16 autocast if asked, the
-    loss in fp32. Returns the batch's mean loss."""
+    loss in fp32. pair_weight > 0 adds that much of the happy-vs-sad pair loss. Returns the
+    batch's mean loss."""
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         logits = model(x)
-    loss = -(targets * F.log_softmax(logits.float(), 1)).sum(1).mean()
+    logits = logits.float()
+    loss = -(targets * F.log_softmax(logits, 1)).sum(1).mean()
+    if pair_weight > 0:
+        loss = loss + pair_weight * pair_loss(logits, targets, HAPPY, SAD)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -158,9 +173,10 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
     steps_per_epoch = math.ceil(len(tr) / cfg.batch_size)
     total, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
     bf16 = uses_bf16(cfg.precision)
-    log.info("model ExpressionVGG(width=%d): %d params; %d training images, %d PublicTest; %d epochs x %d steps; %s%s",
+    log.info("model ExpressionVGG(width=%d): %d params; %d training images, %d PublicTest; %d epochs x %d steps; %s%s%s",
              cfg.width, count_params(model), len(tr), len(pub), cfg.epochs, steps_per_epoch,
-             "bf16 autocast" if bf16 else "fp32", f"; mixup alpha {cfg.mixup_alpha}" if cfg.mixup_alpha > 0 else "")
+             "bf16 autocast" if bf16 else "fp32", f"; mixup alpha {cfg.mixup_alpha}" if cfg.mixup_alpha > 0 else "",
+             f"; happy-vs-sad pair loss x {cfg.pair_weight}" if cfg.pair_weight > 0 else "")
 
     ckpt = {}
     end_epoch = cfg.epochs if stop_after <= 0 else min(cfg.epochs, start_epoch + stop_after)
@@ -181,13 +197,16 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
             if mix_rng is not None:
                 x, y = mixup(x, y, cfg.mixup_alpha, mix_rng)
             x = normalise(x).contiguous(memory_format=torch.channels_last)  # type: ignore[attr-defined]
-            loss_sum += train_step(model, opt, x, y, bf16) * len(idx)
+            loss_sum += train_step(model, opt, x, y, bf16, cfg.pair_weight) * len(idx)
         train_s = time.perf_counter() - t0
         logits = predict_logits(model, pub.pixels)
         acc = float((logits.argmax(1) == pub.labels).mean())
+        hs = (pub.labels == HAPPY) | (pub.labels == SAD)
+        happy_sad = float(((logits[hs, HAPPY] >= logits[hs, SAD]) == (pub.labels[hs] == HAPPY)).mean()) \
+            if hs.any() else float("nan")
         nll = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(pub.labels)))
         history.append({"epoch": epoch + 1, "train_loss": loss_sum / len(tr), "public_acc": acc,
-                        "public_nll": nll, "train_seconds": train_s, "img_per_s": len(tr) / train_s})
+                        "public_nll": nll, "public_happy_vs_sad": happy_sad, "train_seconds": train_s, "img_per_s": len(tr) / train_s})
         improved = acc > best_acc
         best_acc = max(best_acc, acc)
         ckpt = {"config": asdict(cfg), "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -196,8 +215,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
         if improved:
             _save_atomic({"config": asdict(cfg), "epoch": epoch, "model": model.state_dict(), "public_acc": acc},
                          out / BEST)
-        log.info("epoch %d/%d loss %.4f PublicTest acc %.4f nll %.4f%s | %.0f s, %.0f img/s, lr %.4f",
-                 epoch + 1, cfg.epochs, loss_sum / len(tr), acc, nll, " (best)" if improved else "",
+        log.info("epoch %d/%d loss %.4f PublicTest acc %.4f nll %.4f happy-vs-sad %.4f%s | %.0f s, %.0f img/s, lr %.4f",
+                 epoch + 1, cfg.epochs, loss_sum / len(tr), acc, nll, happy_sad, " (best)" if improved else "",
                  train_s, len(tr) / train_s, opt.param_groups[0]["lr"])
     if not ckpt:
         ckpt = torch.load(out / LAST, weights_only=False)
