@@ -3,7 +3,8 @@
 
 Goes through the same path as `affectline classify`: each split's 48x48 images are written as
 PNG files into a temporary directory and classified with `affectline.classify.classify_files`.
-Prints accuracy, macro-F1, per-class recall, the confusion matrix and happy-vs-sad accuracy.
+Prints accuracy, macro-F1, per-class recall, the confusion matrix and happy-vs-sad accuracy
+(also over the happy/sad faces whose FER+ votes back the FER2013 label, for context).
 `--update-manifest` writes the measured numbers into the model's manifest.json.
 
     .venv/bin/python scripts/eval_fer2013.py --split both
@@ -25,8 +26,8 @@ from PIL import Image
 from affectline.classify import classify_files
 from affectline.inference.engine import EmotionModel
 from affectline.models.registry import DEFAULT_MODEL, ModelNotFoundError, ModelRegistry
-from affectline.training.data import CLASS_NAMES
-from affectline.training.evaluate import classification_report
+from affectline.training.data import CLASS_NAMES, FERPLUS_COLUMNS
+from affectline.training.evaluate import classification_report, happy_vs_sad_where_ferplus_agrees
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared/data/fer2013/fer2013.npz"
@@ -34,7 +35,7 @@ SPLITS = {"public": (1, "PublicTest"), "private": (2, "PrivateTest")}
 FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # FER2013 label ids 0..6
 
 
-def evaluate_split(model: EmotionModel, pixels: np.ndarray, labels: np.ndarray, name: str,
+def evaluate_split(model: EmotionModel, pixels: np.ndarray, labels: np.ndarray, votes: np.ndarray, name: str,
                    batch_size: int) -> dict[str, Any]:
     classes = model.class_names
     if tuple(classes) != FER_LABELS:
@@ -59,7 +60,9 @@ def evaluate_split(model: EmotionModel, pixels: np.ndarray, labels: np.ndarray, 
     if classes != CLASS_NAMES:
         raise SystemExit(f"model classes {classes} differ from FER2013's {CLASS_NAMES}")
     hs = np.isin(labels, (classes.index("happy"), classes.index("sad")))
-    return {**classification_report(probs, labels), "n": n, "seconds": dt, "happy_vs_sad_n": int(hs.sum())}
+    backed, backed_n = happy_vs_sad_where_ferplus_agrees(probs, labels, votes)
+    return {**classification_report(probs, labels), "n": n, "seconds": dt, "happy_vs_sad_n": int(hs.sum()),
+            "happy_vs_sad_ferplus_backed": backed, "happy_vs_sad_ferplus_backed_n": backed_n}
 
 
 def report(name: str, r: dict[str, Any], classes: tuple[str, ...]) -> None:
@@ -67,6 +70,8 @@ def report(name: str, r: dict[str, Any], classes: tuple[str, ...]) -> None:
     print(f"accuracy      {r['accuracy'] * 100:.2f} %")
     print(f"macro-F1      {r['macro_f1'] * 100:.2f} %")
     print(f"happy-vs-sad  {r['happy_vs_sad'] * 100:.2f} % (n={r['happy_vs_sad_n']}, argmax of p(happy) vs p(sad))")
+    print(f"              {r['happy_vs_sad_ferplus_backed'] * 100:.2f} % on the {r['happy_vs_sad_ferplus_backed_n']} of them "
+          "whose FER+ votes favour the FER2013 label over the other class")
     print(f"calibration   ECE {r['ece']:.4f}, NLL {r['nll']:.4f}")
     print("per-class recall: " + "  ".join(f"{c} {v:.3f}" for c, v in r["recall"].items()))
     print("confusion matrix (rows = true, cols = predicted):")
@@ -106,11 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"loading {args.data}", flush=True)
     d = np.load(args.data)
     pixels, labels, usage = d["pixels"], d["label"].astype(np.int64), d["usage"]
+    votes = d["ferplus_votes"][:, FERPLUS_COLUMNS].astype(np.float32)
     results: dict[str, dict[str, Any]] = {}
     for split in (["public", "private"] if args.split == "both" else [args.split]):
         code, name = SPLITS[split]
         sel = usage == code
-        results[split] = evaluate_split(model, pixels[sel], labels[sel], name, args.batch_size)
+        results[split] = evaluate_split(model, pixels[sel], labels[sel], votes[sel], name, args.batch_size)
         report(name, results[split], model.class_names)
 
     if args.update_manifest:

@@ -56,6 +56,22 @@ def classification_report(probs: np.ndarray, labels: np.ndarray) -> dict[str, An
     }
 
 
+def happy_vs_sad_where_ferplus_agrees(probs: np.ndarray, labels: np.ndarray, votes: np.ndarray) -> tuple[float, int]:
+    """happy-vs-sad (as in classification_report) over the happy/sad faces whose FER+ votes
+    ([N,7] in CLASS_NAMES order) favour the FER2013 label over the other class of the pair.
+
+    Context for the FER2013 figure, whose labels are noisy: returns (accuracy, faces counted).
+    """
+    hi, si = CLASS_NAMES.index("happy"), CLASS_NAMES.index("sad")
+    rows = np.flatnonzero((labels == hi) | (labels == si))
+    other = np.where(labels[rows] == hi, si, hi)
+    keep = rows[votes[rows, labels[rows]] > votes[rows, other]]
+    if len(keep) == 0:
+        return float("nan"), 0
+    pred = np.where(probs[keep, hi] >= probs[keep, si], hi, si)
+    return float((pred == labels[keep]).mean()), int(len(keep))
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m affectline.training.evaluate --model NAME`: metrics incl. ECE/NLL of a registered model."""
     import argparse

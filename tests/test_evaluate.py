@@ -1,0 +1,37 @@
+"""Classification metrics (affectline.training.evaluate): small exact examples, numpy only."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from affectline.training.data import CLASS_NAMES
+from affectline.training.evaluate import classification_report, happy_vs_sad_where_ferplus_agrees
+
+H, S, N = CLASS_NAMES.index("happy"), CLASS_NAMES.index("sad"), CLASS_NAMES.index("neutral")
+
+
+def probs_for(*pairs: tuple[float, float]) -> np.ndarray:
+    """Rows with p(happy), p(sad) as given and the rest of the mass on neutral."""
+    p = np.zeros((len(pairs), 7))
+    for i, (ph, ps) in enumerate(pairs):
+        p[i, H], p[i, S], p[i, N] = ph, ps, 1 - ph - ps
+    return p
+
+
+def test_happy_vs_sad_counts_only_faces_whose_votes_back_the_label() -> None:
+    labels = np.array([H, H, S, S, N])
+    probs = probs_for((0.6, 0.1), (0.1, 0.3), (0.2, 0.1), (0.1, 0.5), (0.0, 0.9))
+    votes = np.zeros((5, 7))
+    votes[0, H] = 1.0  # backs its label: counted, right
+    votes[1, [H, S]] = 0.5  # a tie backs neither: not counted (the model is wrong here)
+    votes[2, S], votes[2, N] = 0.3, 0.7  # sad over happy, though neutral wins: counted, wrong
+    votes[3, H] = 0.8  # votes say happy: not counted
+    votes[4, S] = 1.0  # not a happy/sad label: never counted
+    acc, n = happy_vs_sad_where_ferplus_agrees(probs, labels, votes)
+    assert (acc, n) == (0.5, 2)
+    assert classification_report(probs, labels)["happy_vs_sad"] == 0.5  # faces 0 and 3 of 4 right
+
+
+def test_happy_vs_sad_where_ferplus_agrees_without_such_faces() -> None:
+    acc, n = happy_vs_sad_where_ferplus_agrees(probs_for((0.5, 0.5)), np.array([N]), np.zeros((1, 7)))
+    assert n == 0 and np.isnan(acc)
