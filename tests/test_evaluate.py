@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+
 import numpy as np
+import pytest
+
+from fer_data import FER_NPZ, REPO_ROOT
 
 from affectline.training.data import CLASS_NAMES
 from affectline.training.evaluate import classification_report, happy_vs_sad_where_ferplus_agrees
@@ -35,3 +42,14 @@ def test_happy_vs_sad_counts_only_faces_whose_votes_back_the_label() -> None:
 def test_happy_vs_sad_where_ferplus_agrees_without_such_faces() -> None:
     acc, n = happy_vs_sad_where_ferplus_agrees(probs_for((0.5, 0.5)), np.array([N]), np.zeros((1, 7)))
     assert n == 0 and np.isnan(acc)
+
+
+@pytest.mark.skipif(not FER_NPZ.is_file(), reason=f"FER2013 data not available at {FER_NPZ}")
+def test_eval_script_prints_both_happy_vs_sad_figures() -> None:
+    out = subprocess.run([sys.executable, str(REPO_ROOT / "scripts/eval_fer2013.py"), "--split", "public"],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    plain = re.search(r"happy-vs-sad\s+([\d.]+) % \(n=1548", out)
+    backed = re.search(r"([\d.]+) % on the (\d+) of them whose FER\+ votes", out)
+    assert plain and backed, out
+    assert 0 < int(backed.group(2)) < 1548
+    assert float(backed.group(1)) > float(plain.group(1))  # label noise: the backed subset is easier
