@@ -97,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = TrainConfig(data=str(args.data), out_dir=str(args.run_dir), seed=args.seed,
                           epochs=args.epochs or TrainConfig.default("epochs"), width=args.width,
                           batch_size=args.batch_size, lr=args.lr, ferplus_weight=args.ferplus_weight,
-                          label_smoothing=args.label_smoothing, mixup_alpha=args.mixup, pair_weight=args.pair_weight, precision=args.precision,
-                          threads=args.threads, train_limit=args.train_limit, eval_limit=args.eval_limit)
+                          label_smoothing=args.label_smoothing, mixup_alpha=args.mixup, pair_weight=args.pair_weight,
+                          precision=args.precision, threads=args.threads, train_limit=args.train_limit, eval_limit=args.eval_limit)
         ckpt = train(cfg, resume=args.resume, stop_after=args.stop_after,
                      epochs=(args.epochs or 0) if args.resume else 0)
         if ckpt["epoch"] + 1 < TrainConfig.from_dict(ckpt["config"]).epochs:

@@ -27,6 +27,19 @@ def nll(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean())
 
 
+HAPPY, SAD = CLASS_NAMES.index("happy"), CLASS_NAMES.index("sad")
+
+
+def happy_vs_sad(scores: np.ndarray, labels: np.ndarray, rows: np.ndarray | None = None) -> float:
+    """Among faces labelled happy or sad (or the given rows of them): is score(happy) >=
+    score(sad) exactly when the label is happy. Scores may be probabilities or logits."""
+    if rows is None:
+        rows = np.flatnonzero((labels == HAPPY) | (labels == SAD))
+    if len(rows) == 0:
+        return float("nan")
+    return float(((scores[rows, HAPPY] >= scores[rows, SAD]) == (labels[rows] == HAPPY)).mean())
+
+
 def classification_report(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class recall, confusion, happy-vs-sad, ECE and NLL.
 
@@ -41,16 +54,13 @@ def classification_report(probs: np.ndarray, labels: np.ndarray) -> dict[str, An
     recall = tp / np.maximum(cm.sum(1), 1)
     precision = tp / np.maximum(cm.sum(0), 1)
     f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
-    hi, si = CLASS_NAMES.index("happy"), CLASS_NAMES.index("sad")
-    hs = (labels == hi) | (labels == si)
-    hs_pred = np.where(probs[hs, hi] >= probs[hs, si], hi, si)
     return {
         "n": int(len(labels)),
         "accuracy": float((pred == labels).mean()),
         "macro_f1": float(f1.mean()),
         "recall": {c: float(r) for c, r in zip(CLASS_NAMES, recall)},
         "confusion": cm.tolist(),
-        "happy_vs_sad": float((hs_pred == labels[hs]).mean()),
+        "happy_vs_sad": happy_vs_sad(probs, labels),
         "ece": expected_calibration_error(probs, labels),
         "nll": nll(probs, labels),
     }
@@ -62,14 +72,10 @@ def happy_vs_sad_where_ferplus_agrees(probs: np.ndarray, labels: np.ndarray, vot
 
     Context for the FER2013 figure, whose labels are noisy: returns (accuracy, faces counted).
     """
-    hi, si = CLASS_NAMES.index("happy"), CLASS_NAMES.index("sad")
-    rows = np.flatnonzero((labels == hi) | (labels == si))
-    other = np.where(labels[rows] == hi, si, hi)
+    rows = np.flatnonzero((labels == HAPPY) | (labels == SAD))
+    other = np.where(labels[rows] == HAPPY, SAD, HAPPY)
     keep = rows[votes[rows, labels[rows]] > votes[rows, other]]
-    if len(keep) == 0:
-        return float("nan"), 0
-    pred = np.where(probs[keep, hi] >= probs[keep, si], hi, si)
-    return float((pred == labels[keep]).mean()), int(len(keep))
+    return happy_vs_sad(probs, labels, keep), int(len(keep))
 
 
 def main(argv: list[str] | None = None) -> int:

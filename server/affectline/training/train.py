@@ -21,12 +21,12 @@ import torch.nn.functional as F
 
 from affectline.training.augment import augment
 from affectline.training.config import PRECISIONS, TrainConfig
-from affectline.training.data import CLASS_NAMES, Split, load_split, normalise, soft_targets
+from affectline.training.data import Split, load_split, normalise, soft_targets
+from affectline.training.evaluate import HAPPY, SAD, happy_vs_sad
 from affectline.training.model import ExpressionVGG, count_params
 
 log = logging.getLogger("affectline.training")
 LAST, BEST = "last.pt", "best.pt"
-HAPPY, SAD = CLASS_NAMES.index("happy"), CLASS_NAMES.index("sad")
 
 
 def build_model(cfg: TrainConfig) -> ExpressionVGG:
@@ -201,12 +201,11 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
         train_s = time.perf_counter() - t0
         logits = predict_logits(model, pub.pixels)
         acc = float((logits.argmax(1) == pub.labels).mean())
-        hs = (pub.labels == HAPPY) | (pub.labels == SAD)
-        happy_sad = float(((logits[hs, HAPPY] >= logits[hs, SAD]) == (pub.labels[hs] == HAPPY)).mean()) \
-            if hs.any() else float("nan")
+        happy_sad = happy_vs_sad(logits, pub.labels)
         nll = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(pub.labels)))
         history.append({"epoch": epoch + 1, "train_loss": loss_sum / len(tr), "public_acc": acc,
-                        "public_nll": nll, "public_happy_vs_sad": happy_sad, "train_seconds": train_s, "img_per_s": len(tr) / train_s})
+                        "public_nll": nll, "public_happy_vs_sad": happy_sad, "train_seconds": train_s,
+                        "img_per_s": len(tr) / train_s})
         improved = acc > best_acc
         best_acc = max(best_acc, acc)
         ckpt = {"config": asdict(cfg), "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
