@@ -21,7 +21,8 @@ from affectline.training.calibrate import fit_temperature, nll_at, softmax  # no
 from affectline.training.evaluate import expected_calibration_error  # noqa: E402
 from affectline.training.export import ServingModel, export_run  # noqa: E402
 from affectline.training.train import (  # noqa: E402
-    HAPPY, LAST, SAD, TrainConfig, load_model, mixup, pair_loss, to_input, train, uses_bf16)
+    HAPPY, LAST, SAD, TrainConfig, ema_decay_at, ema_update, load_model, mixup, pair_loss, to_input, train,
+    uses_bf16)
 
 needs_data = pytest.mark.skipif(not FER_NPZ.is_file(), reason=f"FER2013 data not available at {FER_NPZ}")
 TINY = {"epochs": 2, "width": 4, "train_limit": 256, "eval_limit": 128, "batch_size": 64, "seed": 7}
@@ -203,3 +204,38 @@ def test_pair_weight_run_is_seeded_differs_and_logs_happy_vs_sad(full_run: Path,
     assert not same_weights(a["model"], plain["model"])
     assert "pair loss x 1.0" in (tmp_path / "a" / "train.log").read_text()
     assert 0.0 <= a["history"][-1]["public_happy_vs_sad"] <= 1.0
+
+
+def test_ema_decay_warms_up_and_update_is_exact() -> None:
+    assert ema_decay_at(0, 0.999) == pytest.approx(0.1)
+    assert ema_decay_at(90, 0.999) == pytest.approx(0.91)
+    assert ema_decay_at(100_000, 0.999) == 0.999
+    model, ema = torch.nn.BatchNorm1d(2), torch.nn.BatchNorm1d(2)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([3.0, 5.0]))
+        ema.weight.copy_(torch.tensor([1.0, 1.0]))
+    model.num_batches_tracked.fill_(4)
+    ema_update(ema, model, 0.75)
+    assert torch.allclose(ema.weight, torch.tensor([1.5, 2.0]))  # 0.75 * 1 + 0.25 * [3, 5]
+    assert int(ema.num_batches_tracked) == 4  # integer buffers are copied, not averaged
+    assert build_args(["--ema-decay", "0.999"]).ema_decay == 0.999 and build_args([]).ema_decay == 0.0
+
+
+@needs_data
+def test_ema_run_keeps_the_raw_trajectory_and_exports_the_average(full_run: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(**{**tiny_cfg(tmp_path / "a").__dict__, "ema_decay": 0.9})
+    ckpt = train(cfg)
+    # the shadow average never feeds back: the raw weights are those of the plain run
+    assert same_weights(ckpt["model"], weights(full_run / LAST))
+    best = torch.load(tmp_path / "a" / "best.pt", weights_only=False)
+    chosen = max(ckpt["history"], key=lambda h: h["ema_public_acc"])
+    assert best["epoch"] + 1 == chosen["epoch"] and best["public_acc"] == chosen["ema_public_acc"]
+    if best["epoch"] + 1 == 2:
+        assert same_weights(best["model"], ckpt["ema"])
+    assert not same_weights(ckpt["ema"], ckpt["model"])
+    assert "weight average (EMA) decay 0.9" in (tmp_path / "a" / "train.log").read_text()
+    # resuming restores the average too
+    half = TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "b")})
+    train(half, stop_after=1)
+    resumed = train(half, resume=True)
+    assert same_weights(resumed["ema"], ckpt["ema"]) and same_weights(resumed["model"], ckpt["model"])

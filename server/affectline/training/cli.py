@@ -53,6 +53,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pair-weight", type=float, default=d("pair_weight"), metavar="W",
                    help="add W x a happy-vs-sad binary cross-entropy (softmax over those two logits) to "
                         "the loss; 0 turns it off (default: %(default)s)")
+    p.add_argument("--ema-decay", type=float, default=d("ema_decay"), metavar="D",
+                   help="keep an exponential moving average of the weights (decay D per step, e.g. 0.999) and "
+                        "select and export it instead of the raw weights; 0 turns it off (default: %(default)s)")
     p.add_argument("--precision", choices=PRECISIONS, default=d("precision"),
                    help="bf16 autocast or fp32; auto picks bf16 only where the CPU has native bf16 "
                         "(AVX512-BF16/AMX) (default: %(default)s)")
@@ -98,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
                           epochs=args.epochs or TrainConfig.default("epochs"), width=args.width,
                           batch_size=args.batch_size, lr=args.lr, ferplus_weight=args.ferplus_weight,
                           label_smoothing=args.label_smoothing, mixup_alpha=args.mixup, pair_weight=args.pair_weight,
+                          ema_decay=args.ema_decay,
                           precision=args.precision, threads=args.threads, train_limit=args.train_limit, eval_limit=args.eval_limit)
         ckpt = train(cfg, resume=args.resume, stop_after=args.stop_after,
                      epochs=(args.epochs or 0) if args.resume else 0)

@@ -29,6 +29,10 @@ class TrainConfig:
     # > 0: adds this weight x a binary cross-entropy of happy against sad alone (train.pair_loss),
     # aimed at the happy-vs-sad goal. 0 (default) leaves runs as before.
     pair_weight: float = 0.0
+    # > 0: also keeps an exponential moving average of the weights (decay per step, warmed up by
+    # train.ema_decay_at); the average, not the raw weights, is evaluated, selected and exported.
+    # The raw weights' trajectory is unchanged by it. 0 (default) leaves runs as before.
+    ema_decay: float = 0.0
     # auto: bf16 autocast where the CPU has native bf16 (AVX512-BF16/AMX: ~2.5x faster), else fp32
     # (emulated bf16 was 13x slower on an AVX2-only CPU)
     precision: str = "auto"

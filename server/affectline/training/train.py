@@ -7,6 +7,7 @@ step. A run resumed from `last.pt` therefore continues exactly as if it had neve
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -76,6 +77,24 @@ def mixup(x: torch.Tensor, targets: torch.Tensor, alpha: float,
     lam = float(rng.beta(alpha, alpha))
     pair = torch.from_numpy(rng.permutation(len(x)))
     return lam * x + (1 - lam) * x[pair], lam * targets + (1 - lam) * targets[pair]
+
+
+def ema_decay_at(step: int, decay: float) -> float:
+    """The average's decay at a step: ramps up as (1 + step) / (10 + step) so that the first
+    steps' random weights do not linger in it, capped at `decay`."""
+    return min(decay, (1 + step) / (10 + step))
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model for every float tensor of the state (weights and
+    BatchNorm statistics); integer buffers (BN's batch counter) are copied."""
+    src = model.state_dict()
+    for name, v in ema.state_dict().items():
+        if v.dtype.is_floating_point:
+            v.mul_(decay).add_(src[name].detach(), alpha=1 - decay)
+        else:
+            v.copy_(src[name])
 
 
 def lr_at(step: int, total: int, warmup: int, base: float) -> float:
@@ -153,8 +172,12 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
     model = build_model(cfg).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
                           weight_decay=cfg.weight_decay)
+    # a shadow copy for the weight average; None when the run does not keep one
+    ema = copy.deepcopy(model) if cfg.ema_decay > 0 else None
     if ckpt:
         model.load_state_dict(ckpt["model"])
+        if ema is not None:
+            ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["optimizer"])
         start_epoch, history, best_acc = ckpt["epoch"] + 1, ckpt["history"], ckpt["best_public_acc"]
         schedule_changes = ckpt.get("schedule_changes", [])
@@ -173,10 +196,11 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
     steps_per_epoch = math.ceil(len(tr) / cfg.batch_size)
     total, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
     bf16 = uses_bf16(cfg.precision)
-    log.info("model ExpressionVGG(width=%d): %d params; %d training images, %d PublicTest; %d epochs x %d steps; %s%s%s",
+    log.info("model ExpressionVGG(width=%d): %d params; %d training images, %d PublicTest; %d epochs x %d steps; %s%s%s%s",
              cfg.width, count_params(model), len(tr), len(pub), cfg.epochs, steps_per_epoch,
              "bf16 autocast" if bf16 else "fp32", f"; mixup alpha {cfg.mixup_alpha}" if cfg.mixup_alpha > 0 else "",
-             f"; happy-vs-sad pair loss x {cfg.pair_weight}" if cfg.pair_weight > 0 else "")
+             f"; happy-vs-sad pair loss x {cfg.pair_weight}" if cfg.pair_weight > 0 else "",
+             f"; weight average (EMA) decay {cfg.ema_decay}, selected and exported" if ema is not None else "")
 
     ckpt = {}
     end_epoch = cfg.epochs if stop_after <= 0 else min(cfg.epochs, start_epoch + stop_after)
@@ -198,29 +222,43 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
                 x, y = mixup(x, y, cfg.mixup_alpha, mix_rng)
             x = normalise(x).contiguous(memory_format=torch.channels_last)  # type: ignore[attr-defined]
             loss_sum += train_step(model, opt, x, y, bf16, cfg.pair_weight) * len(idx)
+            if ema is not None:
+                ema_update(ema, model, ema_decay_at(step, cfg.ema_decay))
         train_s = time.perf_counter() - t0
-        logits = predict_logits(model, pub.pixels)
-        acc = float((logits.argmax(1) == pub.labels).mean())
-        happy_sad = happy_vs_sad(logits, pub.labels)
-        nll = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(pub.labels)))
-        history.append({"epoch": epoch + 1, "train_loss": loss_sum / len(tr), "public_acc": acc,
-                        "public_nll": nll, "public_happy_vs_sad": happy_sad, "train_seconds": train_s,
-                        "img_per_s": len(tr) / train_s})
+        entry = {"epoch": epoch + 1, "train_loss": loss_sum / len(tr), **_public_metrics(model, pub, "public_")}
+        if ema is not None:
+            entry.update(_public_metrics(ema, pub, "ema_public_"))
+        entry.update({"train_seconds": train_s, "img_per_s": len(tr) / train_s})
+        history.append(entry)
+        selected = ema if ema is not None else model  # the weights that are selected and exported
+        acc = entry["ema_public_acc" if ema is not None else "public_acc"]
         improved = acc > best_acc
         best_acc = max(best_acc, acc)
         ckpt = {"config": asdict(cfg), "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "history": history, "best_public_acc": best_acc, "schedule_changes": schedule_changes}
+        if ema is not None:
+            ckpt["ema"] = ema.state_dict()
         _save_atomic(ckpt, out / LAST)
         if improved:
-            _save_atomic({"config": asdict(cfg), "epoch": epoch, "model": model.state_dict(), "public_acc": acc},
+            _save_atomic({"config": asdict(cfg), "epoch": epoch, "model": selected.state_dict(), "public_acc": acc},
                          out / BEST)
-        log.info("epoch %d/%d loss %.4f PublicTest acc %.4f nll %.4f happy-vs-sad %.4f%s | %.0f s, %.0f img/s, lr %.4f",
-                 epoch + 1, cfg.epochs, loss_sum / len(tr), acc, nll, happy_sad, " (best)" if improved else "",
-                 train_s, len(tr) / train_s, opt.param_groups[0]["lr"])
+        log.info("epoch %d/%d loss %.4f PublicTest acc %.4f nll %.4f happy-vs-sad %.4f%s%s | %.0f s, %.0f img/s, lr %.4f",
+                 epoch + 1, cfg.epochs, loss_sum / len(tr), entry["public_acc"], entry["public_nll"],
+                 entry["public_happy_vs_sad"],
+                 "" if ema is None else " | EMA acc %.4f nll %.4f happy-vs-sad %.4f" % (
+                     entry["ema_public_acc"], entry["ema_public_nll"], entry["ema_public_happy_vs_sad"]),
+                 " (best)" if improved else "", train_s, len(tr) / train_s, opt.param_groups[0]["lr"])
     if not ckpt:
         ckpt = torch.load(out / LAST, weights_only=False)
     log.info("%s: best PublicTest acc %.4f", "done" if end_epoch == cfg.epochs else "stopped", best_acc)
     return ckpt
+
+
+def _public_metrics(model: torch.nn.Module, pub: Split, prefix: str) -> dict[str, float]:
+    logits = predict_logits(model, pub.pixels)
+    return {prefix + "acc": float((logits.argmax(1) == pub.labels).mean()),
+            prefix + "nll": float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(pub.labels))),
+            prefix + "happy_vs_sad": happy_vs_sad(logits, pub.labels)}
 
 
 def load_model(path: Path) -> tuple[ExpressionVGG, TrainConfig, dict[str, Any]]:
