@@ -1,6 +1,7 @@
 """Server CPU per unary call of a bare grpc.aio server: the floor under PushCrops' per-call cost.
 
     .venv/bin/python scripts/grpc_call_cost_probe.py [--sessions 146] [--seconds 8] [--bytes 41000]
+        [--server-option grpc.http2.bdp_probe=0 ...]
 
 A server whose PushCrops handler returns a prebuilt ack at once (no decryption, model or
 database) runs in one process; client processes send PushCrops-sized requests from sessions
@@ -30,9 +31,9 @@ class EmptySessionService(session_pb2_grpc.SessionServiceServicer):
         return ACK
 
 
-def serve(port: int, ready: mp.synchronize.Event) -> None:
+def serve(port: int, options: list[tuple[str, int | str]], ready: mp.synchronize.Event) -> None:
     async def run() -> None:
-        server = grpc.aio.server()
+        server = grpc.aio.server(options=options)
         session_pb2_grpc.add_SessionServiceServicer_to_server(EmptySessionService(), server)
         server.add_insecure_port(f"127.0.0.1:{port}")
         await server.start()
@@ -80,9 +81,12 @@ def main() -> None:
                     help="ciphertext bytes per call; 10 encrypted 64x64 crops are ~41 KB (default: %(default)s)")
     ap.add_argument("--clients", type=int, default=2, help="client processes (default: %(default)s)")
     ap.add_argument("--port", type=int, default=50999, help="(default: %(default)s)")
+    ap.add_argument("--server-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="a grpc.aio.server channel option (integers are passed as int); repeatable")
     args = ap.parse_args()
+    options = [_option(o) for o in args.server_option]
     ready = mp.Event()
-    server = mp.Process(target=serve, args=(args.port, ready), daemon=True)
+    server = mp.Process(target=serve, args=(args.port, options, ready), daemon=True)
     server.start()
     ready.wait(30)
     results: mp.Queue = mp.Queue()
@@ -94,12 +98,21 @@ def main() -> None:
         p.start()
     calls = sum(results.get() for _ in procs)
     after = cpu_seconds(server.pid)  # type: ignore[arg-type]
+    client_cpu = sum(cpu_seconds(p.pid) for p in procs)  # type: ignore[arg-type]
     for p in procs:
         p.join()
     server.kill()
-    print(f"{args.sessions} sessions, {calls} calls of {args.bytes} bytes in {args.seconds:.0f} s: "
-          f"bare grpc.aio server CPU {1e6 * (after - before) / max(calls, 1):.0f} us per call "
-          f"({1e5 * (after - before) / max(calls, 1):.0f} us per frame at 10 frames per call)")
+    n = max(calls, 1)
+    print(f"{args.sessions} sessions, {calls} calls of {args.bytes} bytes in {args.seconds:.0f} s"
+          f"{' options ' + str(options) if options else ''}: "
+          f"bare grpc.aio server CPU {1e6 * (after - before) / n:.0f} us per call "
+          f"({1e5 * (after - before) / n:.0f} us per frame at 10 frames per call); "
+          f"client processes {1e6 * client_cpu / n:.0f} us per call (start-up included)")
+
+
+def _option(text: str) -> tuple[str, int | str]:
+    key, _, value = text.partition("=")
+    return (key, int(value)) if value.lstrip("-").isdigit() else (key, value)
 
 
 if __name__ == "__main__":

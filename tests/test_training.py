@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch", reason="torch is not installed (pip install
 from affectline.inference.engine import EmotionModel  # noqa: E402
 from affectline.models.registry import ModelRegistry  # noqa: E402
 from affectline.training import cli  # noqa: E402
+from affectline.training.distill import blend_teacher, geometric_mean  # noqa: E402
 from affectline.training.calibrate import fit_temperature, nll_at, softmax  # noqa: E402
 from affectline.training.evaluate import expected_calibration_error  # noqa: E402
 from affectline.training.export import ServingModel, export_run  # noqa: E402
@@ -239,3 +240,37 @@ def test_ema_run_keeps_the_raw_trajectory_and_exports_the_average(full_run: Path
     train(half, stop_after=1)
     resumed = train(half, resume=True)
     assert same_weights(resumed["ema"], ckpt["ema"]) and same_weights(resumed["model"], ckpt["model"])
+
+
+def test_teacher_targets_exact_examples() -> None:
+    # sqrt(0.5 * 0.8) : sqrt(0.5 * 0.2) = 2 : 1
+    g = geometric_mean([np.array([[0.5, 0.5]]), np.array([[0.8, 0.2]])])
+    assert np.allclose(g, [[2 / 3, 1 / 3]])
+    blended = blend_teacher(np.array([[1.0, 0.0]], dtype=np.float32), np.array([[0.25, 0.75]], dtype=np.float32), 0.5)
+    assert np.allclose(blended, [[0.625, 0.375]])
+    with pytest.raises(ValueError, match="teacher weight"):
+        blend_teacher(blended, blended, 1.5)
+
+
+def test_teacher_options_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "fer.npz"
+    data.write_bytes(b"")  # exists: the teacher checks come first
+    assert cli.run(build_args(["--data", str(data), "--teacher-weight", "0.5"])) == 2
+    assert "--teacher and --teacher-weight" in capsys.readouterr().err
+    assert cli.run(build_args(["--data", str(data), "--teacher", "nope/9", "--teacher-weight", "0.5"])) == 2
+    assert "--teacher: model 'nope/9' not found" in capsys.readouterr().err
+
+
+@needs_data
+def test_distilled_run_is_seeded_differs_and_logs_its_teachers(full_run: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(**{**tiny_cfg(tmp_path / "a").__dict__, "teachers": "affectline-vgg/4", "teacher_weight": 0.5,
+                         "epochs": 1})
+    a = train(cfg)
+    b = train(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "b")}))
+    assert same_weights(a["model"], b["model"])
+    plain = train(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "c"), "teachers": "", "teacher_weight": 0.0}))
+    assert not same_weights(a["model"], plain["model"])
+    log = (tmp_path / "a" / "train.log").read_text()
+    assert "distillation: teachers affectline-vgg/4 (model.onnx sha256" in log and "weight 0.5" in log
+    with pytest.raises(ValueError, match="needs both teachers"):
+        train(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "d"), "teacher_weight": 0.0}))

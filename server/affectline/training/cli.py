@@ -56,6 +56,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ema-decay", type=float, default=d("ema_decay"), metavar="D",
                    help="keep an exponential moving average of the weights (decay D per step, e.g. 0.999) and "
                         "select and export it instead of the raw weights; 0 turns it off (default: %(default)s)")
+    p.add_argument("--teacher", default=d("teachers"), metavar="MODELS",
+                   help="distil from these registered models (comma-separated NAME/VERSION, e.g. "
+                        "affectline-vgg/3,affectline-vgg/4): their geometric-mean probabilities on the training "
+                        "images are blended into the targets (needs --teacher-weight)")
+    p.add_argument("--teacher-weight", type=float, default=d("teacher_weight"), metavar="W",
+                   help="share of the teachers' distribution in the soft target, 0-1 (default: %(default)s)")
     p.add_argument("--precision", choices=PRECISIONS, default=d("precision"),
                    help="bf16 autocast or fp32; auto picks bf16 only where the CPU has native bf16 "
                         "(AVX512-BF16/AMX) (default: %(default)s)")
@@ -96,12 +102,25 @@ def run(args: argparse.Namespace) -> int:
     from affectline.training.export import export_run
     from affectline.training.train import BEST, setup_logging, train
 
+    if (args.teacher_weight > 0) != bool(args.teacher.strip()):
+        print("affectline train: error: --teacher and --teacher-weight (> 0) go together", file=sys.stderr)
+        return 2
+    if args.teacher.strip():
+        from affectline.models.registry import ModelNotFoundError, ModelRegistry
+        from affectline.training.distill import MODELS_ROOT, parse_teachers
+
+        try:
+            for ref in parse_teachers(args.teacher):
+                ModelRegistry(MODELS_ROOT).get(ref)
+        except ModelNotFoundError as exc:
+            print(f"affectline train: error: --teacher: {exc}", file=sys.stderr)
+            return 2
     if not args.export_only:
         cfg = TrainConfig(data=str(args.data), out_dir=str(args.run_dir), seed=args.seed,
                           epochs=args.epochs or TrainConfig.default("epochs"), width=args.width,
                           batch_size=args.batch_size, lr=args.lr, ferplus_weight=args.ferplus_weight,
                           label_smoothing=args.label_smoothing, mixup_alpha=args.mixup, pair_weight=args.pair_weight,
-                          ema_decay=args.ema_decay,
+                          ema_decay=args.ema_decay, teachers=args.teacher, teacher_weight=args.teacher_weight,
                           precision=args.precision, threads=args.threads, train_limit=args.train_limit, eval_limit=args.eval_limit)
         ckpt = train(cfg, resume=args.resume, stop_after=args.stop_after,
                      epochs=(args.epochs or 0) if args.resume else 0)

@@ -33,6 +33,11 @@ class TrainConfig:
     # train.ema_decay_at); the average, not the raw weights, is evaluated, selected and exported.
     # The raw weights' trajectory is unchanged by it. 0 (default) leaves runs as before.
     ema_decay: float = 0.0
+    # Knowledge distillation: comma-separated registered models ("affectline-vgg/3,affectline-vgg/4")
+    # whose combined probabilities on the training images (training.distill) are blended into the
+    # soft targets with teacher_weight. "" / 0 (default) leaves runs as before.
+    teachers: str = ""
+    teacher_weight: float = 0.0
     # auto: bf16 autocast where the CPU has native bf16 (AVX512-BF16/AMX: ~2.5x faster), else fp32
     # (emulated bf16 was 13x slower on an AVX2-only CPU)
     precision: str = "auto"

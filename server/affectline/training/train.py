@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from affectline.training.augment import augment
 from affectline.training.config import PRECISIONS, TrainConfig
 from affectline.training.data import Split, load_split, normalise, soft_targets
+from affectline.training.distill import MODELS_ROOT, blend_teacher, parse_teachers, teacher_probs
 from affectline.training.evaluate import HAPPY, SAD, happy_vs_sad
 from affectline.training.model import ExpressionVGG, count_params
 
@@ -191,7 +192,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
 
     tr = _limit(load_split(Path(cfg.data), "train"), cfg.train_limit)
     pub = _limit(load_split(Path(cfg.data), "public"), cfg.eval_limit)
-    targets = torch.from_numpy(soft_targets(tr, cfg.ferplus_weight, cfg.label_smoothing))
+    targets = torch.from_numpy(_targets(cfg, tr))
     pixels01 = torch.from_numpy(tr.pixels).float().unsqueeze(1) / 255.0
     steps_per_epoch = math.ceil(len(tr) / cfg.batch_size)
     total, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
@@ -252,6 +253,23 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
         ckpt = torch.load(out / LAST, weights_only=False)
     log.info("%s: best PublicTest acc %.4f", "done" if end_epoch == cfg.epochs else "stopped", best_acc)
     return ckpt
+
+
+def _targets(cfg: TrainConfig, tr: Split) -> np.ndarray:
+    """The soft training targets: labels (+ FER+ votes) with smoothing, then the teachers' blend."""
+    targets = soft_targets(tr, cfg.ferplus_weight, cfg.label_smoothing)
+    refs = parse_teachers(cfg.teachers)
+    if not refs and cfg.teacher_weight == 0:
+        return targets
+    if not refs or cfg.teacher_weight <= 0:
+        raise ValueError("distillation needs both teachers and a teacher weight > 0 "
+                         f"(got teachers={cfg.teachers!r}, teacher_weight={cfg.teacher_weight})")
+    t0 = time.perf_counter()
+    teacher, described = teacher_probs(refs, tr.pixels, MODELS_ROOT, cfg.threads)
+    log.info("distillation: teachers %s, weight %s; their geometric mean agrees with the training labels on "
+             "%.1f %% of the training images (%.0f s)", "; ".join(described), cfg.teacher_weight,
+             100 * float((teacher.argmax(1) == tr.labels).mean()), time.perf_counter() - t0)
+    return blend_teacher(targets, teacher, cfg.teacher_weight)
 
 
 def _public_metrics(model: torch.nn.Module, pub: Split, prefix: str) -> dict[str, float]:
