@@ -27,19 +27,18 @@ from affectline.classify import classify_files
 from affectline.inference.engine import EmotionModel
 from affectline.models.registry import DEFAULT_MODEL, ModelNotFoundError, ModelRegistry
 from affectline.training.data import CLASS_NAMES, FERPLUS_COLUMNS
-from affectline.training.evaluate import classification_report, happy_vs_sad_where_ferplus_agrees
+from affectline.training.evaluate import HAPPY, SAD, classification_report, happy_vs_sad_where_ferplus_agrees
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared/data/fer2013/fer2013.npz"
 SPLITS = {"public": (1, "PublicTest"), "private": (2, "PrivateTest")}
-FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # FER2013 label ids 0..6
 
 
 def evaluate_split(model: EmotionModel, pixels: np.ndarray, labels: np.ndarray, votes: np.ndarray, name: str,
                    batch_size: int) -> dict[str, Any]:
     classes = model.class_names
-    if tuple(classes) != FER_LABELS:
-        raise SystemExit(f"model classes {classes} are not the FER2013 label order {FER_LABELS}")
+    if tuple(classes) != CLASS_NAMES:
+        raise SystemExit(f"model classes {classes} are not the FER2013 label order {CLASS_NAMES}")
     n = len(labels)
     with tempfile.TemporaryDirectory(prefix=f"fer2013-{name}-") as tmp:
         t0 = time.perf_counter()
@@ -57,9 +56,7 @@ def evaluate_split(model: EmotionModel, pixels: np.ndarray, labels: np.ndarray, 
         dt = time.perf_counter() - t0
     if np.isnan(probs).any():
         raise SystemExit(f"[{name}] some images got no result")
-    if classes != CLASS_NAMES:
-        raise SystemExit(f"model classes {classes} differ from FER2013's {CLASS_NAMES}")
-    hs = np.isin(labels, (classes.index("happy"), classes.index("sad")))
+    hs = np.isin(labels, (HAPPY, SAD))
     backed, backed_n = happy_vs_sad_where_ferplus_agrees(probs, labels, votes)
     return {**classification_report(probs, labels), "n": n, "seconds": dt, "happy_vs_sad_n": int(hs.sum()),
             "happy_vs_sad_ferplus_backed": backed, "happy_vs_sad_ferplus_backed_n": backed_n}

@@ -102,19 +102,21 @@ def run(args: argparse.Namespace) -> int:
     from affectline.training.export import export_run
     from affectline.training.train import BEST, setup_logging, train
 
-    if (args.teacher_weight > 0) != bool(args.teacher.strip()):
+    from affectline.models.registry import ModelNotFoundError, ModelRegistry
+    from affectline.training.distill import MODELS_ROOT, teacher_refs
+
+    try:
+        refs = teacher_refs(args.teacher, args.teacher_weight)
+    except ValueError:
         print("affectline train: error: --teacher and --teacher-weight (> 0) go together", file=sys.stderr)
         return 2
-    if args.teacher.strip():
-        from affectline.models.registry import ModelNotFoundError, ModelRegistry
-        from affectline.training.distill import MODELS_ROOT, parse_teachers
-
-        try:
-            for ref in parse_teachers(args.teacher):
-                ModelRegistry(MODELS_ROOT).get(ref)
-        except ModelNotFoundError as exc:
-            print(f"affectline train: error: --teacher: {exc}", file=sys.stderr)
-            return 2
+    registry = ModelRegistry(MODELS_ROOT)
+    try:
+        for ref in refs:  # fail before training starts, not after the data is loaded
+            registry.get(ref)
+    except ModelNotFoundError as exc:
+        print(f"affectline train: error: --teacher: {exc}", file=sys.stderr)
+        return 2
     if not args.export_only:
         cfg = TrainConfig(data=str(args.data), out_dir=str(args.run_dir), seed=args.seed,
                           epochs=args.epochs or TrainConfig.default("epochs"), width=args.width,

@@ -28,6 +28,18 @@ def parse_teachers(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def teacher_refs(teachers: str, weight: float) -> list[str]:
+    """The teachers a run distils from ([] when it does not); ValueError unless teachers and a
+    weight > 0 are given together (or neither, weight 0)."""
+    refs = parse_teachers(teachers)
+    if not refs and weight == 0:
+        return []
+    if not refs or weight <= 0:
+        raise ValueError("distillation needs both teachers and a teacher weight > 0 "
+                         f"(got teachers={teachers!r}, teacher_weight={weight})")
+    return refs
+
+
 def geometric_mean(probs: Sequence[np.ndarray]) -> np.ndarray:
     """Normalised geometric mean of [N,C] probability arrays (the mean of their log-probabilities,
     softmaxed): classes every teacher finds likely stay likely, one teacher's outlier is damped."""

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from affectline.training.augment import augment
 from affectline.training.config import PRECISIONS, TrainConfig
 from affectline.training.data import Split, load_split, normalise, soft_targets
-from affectline.training.distill import MODELS_ROOT, blend_teacher, parse_teachers, teacher_probs
+from affectline.training.distill import MODELS_ROOT, blend_teacher, teacher_probs, teacher_refs
 from affectline.training.evaluate import HAPPY, SAD, happy_vs_sad
 from affectline.training.model import ExpressionVGG, count_params
 
@@ -258,12 +258,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
 def _targets(cfg: TrainConfig, tr: Split) -> np.ndarray:
     """The soft training targets: labels (+ FER+ votes) with smoothing, then the teachers' blend."""
     targets = soft_targets(tr, cfg.ferplus_weight, cfg.label_smoothing)
-    refs = parse_teachers(cfg.teachers)
-    if not refs and cfg.teacher_weight == 0:
+    refs = teacher_refs(cfg.teachers, cfg.teacher_weight)
+    if not refs:
         return targets
-    if not refs or cfg.teacher_weight <= 0:
-        raise ValueError("distillation needs both teachers and a teacher weight > 0 "
-                         f"(got teachers={cfg.teachers!r}, teacher_weight={cfg.teacher_weight})")
     t0 = time.perf_counter()
     teacher, described = teacher_probs(refs, tr.pixels, MODELS_ROOT, cfg.threads)
     log.info("distillation: teachers %s, weight %s; their geometric mean agrees with the training labels on "
