@@ -66,6 +66,12 @@ def classification_report(probs: np.ndarray, labels: np.ndarray) -> dict[str, An
     }
 
 
+def rounded_report(r: dict[str, Any]) -> dict[str, Any]:
+    """A report (or a dict of per-class figures) with its floats rounded to 4 places, for manifests."""
+    return {k: (round(v, 4) if isinstance(v, float) else
+                {c: round(x, 4) for c, x in v.items()} if isinstance(v, dict) else v) for k, v in r.items()}
+
+
 def happy_vs_sad_where_ferplus_agrees(probs: np.ndarray, labels: np.ndarray, votes: np.ndarray) -> tuple[float, int]:
     """happy-vs-sad (as in classification_report) over the happy/sad faces whose FER+ votes
     ([N,7] in CLASS_NAMES order) favour the FER2013 label over the other class of the pair.

@@ -21,7 +21,7 @@ from torch import nn
 
 from affectline.training.calibrate import fit_temperature, softmax
 from affectline.training.data import CLASS_NAMES, PIXEL_MEAN, PIXEL_STD, load_split
-from affectline.training.evaluate import classification_report
+from affectline.training.evaluate import classification_report, rounded_report
 from affectline.training.model import count_params
 from affectline.training.train import BEST, load_model, predict_logits
 
@@ -75,11 +75,6 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _rounded(r: dict[str, Any]) -> dict[str, Any]:
-    return {k: (round(v, 4) if isinstance(v, float) else
-                {c: round(x, 4) for c, x in v.items()} if isinstance(v, dict) else v) for k, v in r.items()}
-
-
 def training_data(cfg: dict[str, Any]) -> str:
     """What the targets were made of, from the run's own config (not a fixed text)."""
     w, ls = cfg["ferplus_weight"], cfg["label_smoothing"]
@@ -117,8 +112,8 @@ def build_manifest(name: str, version: str, onnx_sha: str, cfg_dict: dict[str, A
             "fer2013_public_test": round(pub["accuracy"], 4),
             "fer2013_private_test_macro_f1": round(priv["macro_f1"], 4),
             "fer2013_private_test_happy_vs_sad": round(priv["happy_vs_sad"], 4),
-            "per_class_recall": {"fer2013_private_test": _rounded(priv["recall"]),
-                                 "fer2013_public_test": _rounded(pub["recall"])},
+            "per_class_recall": {"fer2013_private_test": rounded_report(priv["recall"]),
+                                 "fer2013_public_test": rounded_report(pub["recall"])},
             "measured_with": "affectline.training.export (exported ONNX on the npz arrays, onnxruntime CPU fp32)",
             "onnx_sha256": onnx_sha,
         },
@@ -131,7 +126,7 @@ def build_manifest(name: str, version: str, onnx_sha: str, cfg_dict: dict[str, A
             "nll": {split: {"before": round(r["nll_uncalibrated"], 4), "after": round(r["nll"], 4)}
                     for split, r in (("fer2013_public_test", pub), ("fer2013_private_test", priv))},
         },
-        "metrics": {"fer2013_private_test": _rounded(priv), "fer2013_public_test": _rounded(pub)},
+        "metrics": {"fer2013_private_test": rounded_report(priv), "fer2013_public_test": rounded_report(pub)},
         "training": {
             "architecture": f"ExpressionVGG(width={cfg_dict['width']}): 4 stages x 2 conv3x3-BN-ReLU + maxpool, "
                             "GAP, dropout, linear (affectline.training.model)",
