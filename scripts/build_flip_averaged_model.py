@@ -22,7 +22,9 @@ import argparse
 import copy
 import hashlib
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -118,32 +120,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {src.key}: {e}", file=sys.stderr)
         return 2
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = out_dir / "model.onnx"
-    onnx_path.write_bytes(unscaled)
-    print(f"{src.key}: flip-averaged graph written; fitting the temperature on PublicTest", flush=True)
-    # log-probabilities are the Softmax input up to a per-row constant, so they stand in for logits
-    log_p = {s: np.log(np.clip(served_probs(source_manifest, onnx_path, sp.pixels).astype(np.float64), 1e-30, None))
-             for s, sp in splits.items()}
-    t = fit_temperature(log_p["public"], splits["public"].labels)
-    logit_scale = 1.0 / t
-    onnx_path.write_bytes(flip_averaged_graph(src.onnx_path.read_bytes(), logit_scale=logit_scale))
+    with tempfile.TemporaryDirectory(prefix="flip-averaged-") as tmp:  # nothing lands in the registry half-built
+        onnx_path = Path(tmp) / "model.onnx"
+        onnx_path.write_bytes(unscaled)
+        print(f"{src.key}: flip-averaged graph built; fitting the temperature on PublicTest", flush=True)
+        # log-probabilities are the Softmax input up to a per-row constant, so they stand in for logits
+        log_p = {s: np.log(np.clip(served_probs(source_manifest, onnx_path, sp.pixels).astype(np.float64), 1e-30, None))
+                 for s, sp in splits.items()}
+        t = fit_temperature(log_p["public"], splits["public"].labels)
+        logit_scale = 1.0 / t
+        onnx_path.write_bytes(flip_averaged_graph(src.onnx_path.read_bytes(), logit_scale=logit_scale))
 
-    reports: dict[str, dict[str, Any]] = {}
-    for s, sp in splits.items():
-        probs = served_probs(source_manifest, onnx_path, sp.pixels)
-        diff = float(np.abs(probs - softmax(log_p[s], t)).max())
-        if diff > 1e-4:
-            raise RuntimeError(f"{s}: the scaled graph disagrees with the fitted temperature (max abs diff {diff:.2e})")
-        r = classification_report(probs, sp.labels)
-        before = classification_report(softmax(log_p[s]), sp.labels)
-        r.update(ece_uncalibrated=before["ece"], nll_uncalibrated=before["nll"])
-        reports[s] = r
-        print(f"{s:>7}: accuracy {r['accuracy'] * 100:.2f} %, happy-vs-sad {r['happy_vs_sad'] * 100:.2f} %, "
-              f"macro-F1 {r['macro_f1'] * 100:.2f} %, ECE {before['ece']:.4f} -> {r['ece']:.4f}", flush=True)
-    manifest = build_manifest(source_manifest, args.version, hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
-                              logit_scale, reports)
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        reports: dict[str, dict[str, Any]] = {}
+        for s, sp in splits.items():
+            probs = served_probs(source_manifest, onnx_path, sp.pixels)
+            diff = float(np.abs(probs - softmax(log_p[s], t)).max())
+            if diff > 1e-4:
+                print(f"error: {s}: the scaled graph disagrees with the fitted temperature (max abs diff {diff:.2e})",
+                      file=sys.stderr)
+                return 1
+            r = classification_report(probs, sp.labels)
+            before = classification_report(softmax(log_p[s]), sp.labels)
+            r.update(ece_uncalibrated=before["ece"], nll_uncalibrated=before["nll"])
+            reports[s] = r
+            print(f"{s:>7}: accuracy {r['accuracy'] * 100:.2f} %, happy-vs-sad {r['happy_vs_sad'] * 100:.2f} %, "
+                  f"macro-F1 {r['macro_f1'] * 100:.2f} %, ECE {before['ece']:.4f} -> {r['ece']:.4f}", flush=True)
+        manifest = build_manifest(source_manifest, args.version, hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
+                                  logit_scale, reports)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(onnx_path, out_dir / "model.onnx")
+        (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"registered {src.manifest.name}/{args.version} in {out_dir} (logit scale {logit_scale:.4f}); next:\n"
           f"  .venv/bin/python scripts/build_model_variants.py {out_dir}")
     return 0

@@ -1,6 +1,9 @@
 """Flip averaging folded into a graph equals averaging the model's logits by hand."""
 
 import json
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -11,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 from affectline.inference.engine import EmotionModel
 from affectline.models.flip_average import flip_averaged_graph
 from affectline.models.registry import ModelRegistry
+from fer_data import FER_NPZ, REPO_ROOT
 
 H, W, C = 3, 4, 5
 RNG = np.random.default_rng(0)
@@ -93,3 +97,37 @@ def test_the_served_flip_averaged_model_scores_a_face_and_its_mirror_alike(varia
     np.testing.assert_allclose(p, mirrored, atol=1e-6 if variant == "fp32" else 2e-2)
     if variant == "int8":  # the output Softmax is left in float: probabilities are not in steps of 1/255
         assert len(np.unique(p)) > 100 and not np.allclose(p * 255, np.round(p * 255), atol=1e-3)
+
+
+SCRIPT = REPO_ROOT / "scripts/build_flip_averaged_model.py"
+
+
+def build(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600)
+
+
+def test_the_build_script_reproduces_the_registered_v5(tmp_path):
+    """Rebuilding v5 from the registered v4 gives the same graph, weights and temperature."""
+    if not FER_NPZ.is_file():
+        pytest.skip(f"FER2013 data not found at {FER_NPZ}")
+    root = tmp_path / "models"
+    shutil.copytree(ModelRegistry().get("affectline-vgg/4").onnx_path.parent, root / "affectline-vgg/4")
+    out = build("affectline-vgg/4", "--version", "7", "--models-root", str(root))
+    assert out.returncode == 0, out.stderr
+    assert "registered affectline-vgg/7" in out.stdout
+    rebuilt = json.loads((root / "affectline-vgg/7/manifest.json").read_text())
+    shipped = json.loads((ModelRegistry().get("affectline-vgg/5").onnx_path.parent / "manifest.json").read_text())
+    assert rebuilt["calibration"]["flip_logit_scale"] == pytest.approx(shipped["calibration"]["flip_logit_scale"], abs=1e-4)
+    assert rebuilt["accuracy"]["fer2013_public_test"] == pytest.approx(shipped["accuracy"]["fer2013_public_test"], abs=6e-4)
+    assert "variants" not in rebuilt  # built afterwards by scripts/build_model_variants.py
+    assert ModelRegistry(root).get("affectline-vgg").key == "affectline-vgg/7"
+
+    again = build("affectline-vgg/4", "--version", "7", "--models-root", str(root))
+    assert again.returncode == 2 and "exists (pass --force" in again.stderr
+
+
+def test_the_build_script_says_what_is_missing(tmp_path):
+    out = build("affectline-vgg/4", "--version", "9", "--data", str(tmp_path / "none.npz"))
+    assert out.returncode == 2 and "FER2013 data not found" in out.stderr
+    out = build("no-such-model/1", "--version", "9")
+    assert out.returncode == 2 and "not found" in out.stderr

@@ -26,8 +26,8 @@ def flip_averaged_graph(model_bytes: bytes, *, logit_scale: float = 1.0) -> byte
     """Returns the model computing softmax(logit_scale * (z(x) + z(mirror(x))) / 2), where z is
     the original Softmax input and mirror flips the last (width) axis of the NCHW input.
 
-    Raises ValueError when the graph has more than one input or output, or its output is not
-    produced by a Softmax over axis 1 (or -1) of a rank-2 tensor.
+    Raises ValueError when the graph has more than one input or output, its input is not rank 4,
+    or its output is not produced by a Softmax over axis 1 (or -1) of an [N, C] tensor.
     """
     model = onnx.load_from_string(model_bytes)
     g = model.graph
@@ -45,6 +45,9 @@ def flip_averaged_graph(model_bytes: bytes, *, logit_scale: float = 1.0) -> byte
     axis = next((a.i for a in softmax.attribute if a.name == "axis"), -1)
     if axis not in (1, -1):
         raise ValueError(f"the output Softmax must run over axis 1 of [N, C], got axis {axis}")
+    n_classes = _class_count(g.output[0])
+    if len(inputs[0].type.tensor_type.shape.dim) != 4:
+        raise ValueError(f"the input {x!r} must be NCHW (rank 4) to be mirrored along W")
 
     both, z = _P + "both", softmax.input[0]
     for node in g.node:  # the network now runs on the crops and their mirrors, stacked on N
@@ -66,7 +69,6 @@ def flip_averaged_graph(model_bytes: bytes, *, logit_scale: float = 1.0) -> byte
     nodes = list(g.node)
     del g.node[:]
     g.node.extend(head + nodes[:at] + tail + nodes[at:])
-    n_classes = _class_count(g.output[0])
     g.initializer.extend([
         helper.make_tensor(_P + "start", TensorProto.INT64, [1], [-1]),
         helper.make_tensor(_P + "end", TensorProto.INT64, [1], [-(2 ** 63)]),
