@@ -14,6 +14,7 @@ from PIL import Image
 
 from conftest import REPO_ROOT
 
+from affectline.models.registry import DEFAULT_MODEL, ModelRegistry
 from affectline.serve_process import ServeProcess, free_port, start_serve
 
 AFFECTLINE = [sys.executable, "-m", "affectline"]
@@ -58,6 +59,8 @@ def test_classify_prints_probabilities_as_json_and_csv(tmp_path, fer_faces):
     assert rows["smile.png"]["label"] == "happy"
     assert sum(rows["smile.png"]["probs"].values()) == pytest.approx(1.0, abs=1e-4)
     assert rows["broken.png"]["error"]
+    latest = ModelRegistry().get(DEFAULT_MODEL).key  # the default: the latest affectline-vgg
+    assert f"2 images, 0 without a face, 1 unreadable (model {latest}, " in result.stderr
     csv_out = run("classify", str(tmp_path / "smile.png")).stdout.splitlines()
     assert csv_out[0].split(",")[:3] == ["file", "label", "angry"] and ",happy," in csv_out[1]
 

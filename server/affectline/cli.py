@@ -205,8 +205,8 @@ def _classify(args: argparse.Namespace, settings: Settings) -> int:
     write_results(results, args.format, sys.stdout)
     failed = sum(1 for r in results if r.error)
     no_face = sum(1 for r in results if r.error is None and not r.face_found)
-    print(f"affectline classify: {len(results)} images, {no_face} without a face, {failed} unreadable",
-          file=sys.stderr)
+    print(f"affectline classify: {len(results)} images, {no_face} without a face, {failed} unreadable "
+          f"(model {model.key}, {model.variant})", file=sys.stderr)
     return 1 if results and failed == len(results) else 0
 
 
