@@ -73,8 +73,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="train at most N epochs in this call, then stop without exporting (continue with --resume)")
     p.add_argument("--export-only", action="store_true", help="skip training; export RUN_DIR/best.pt")
     p.add_argument("--no-export", action="store_true", help="train only")
-    p.add_argument("--tta-flip", action="store_true",
-                   help="export a graph that averages the crop's and its mirror image's logits (about 2x cost)")
     p.add_argument("--models-root", type=Path, default=DEFAULT_MODELS,
                    help="model registry root to export into (default: %(default)s)")
     p.add_argument("--model-name", default="affectline-vgg", help="(default: %(default)s)")
@@ -134,6 +132,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"affectline train: error: no checkpoint {args.run_dir / BEST} to export", file=sys.stderr)
         return 2
     setup_logging(args.run_dir)
-    export_run(args.run_dir, args.data, args.models_root, args.model_name, args.model_version,
-               tta_flip=args.tta_flip)
+    export_run(args.run_dir, args.data, args.models_root, args.model_name, args.model_version)
     return 0

@@ -34,22 +34,18 @@ OPSET = 17
 class ServingModel(nn.Module):
     """Network + temperature-scaled softmax, the graph that gets exported."""
 
-    def __init__(self, net: nn.Module, temperature: float, tta_flip: bool = False) -> None:
+    def __init__(self, net: nn.Module, temperature: float) -> None:
         super().__init__()
         self.net = net
-        self.tta_flip = tta_flip
         self.register_buffer("inv_temperature", torch.tensor(1.0 / temperature, dtype=torch.float32))
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         z = self.net(crops)
-        if self.tta_flip:  # faces are roughly symmetric: averaging with the mirror image reduces variance
-            z = (z + self.net(crops.flip(3))) / 2
         return torch.softmax(z * self.inv_temperature, dim=1)
 
 
-def export_onnx(net: nn.Module, temperature: float, path: Path, size: int = CROP_SIZE,
-                tta_flip: bool = False) -> None:
-    serving = ServingModel(net, temperature, tta_flip).eval()
+def export_onnx(net: nn.Module, temperature: float, path: Path, size: int = CROP_SIZE) -> None:
+    serving = ServingModel(net, temperature).eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated; dynamo=False is deliberate
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -146,21 +142,22 @@ def build_manifest(name: str, version: str, onnx_sha: str, cfg_dict: dict[str, A
 
 
 def export_run(run_dir: Path, data: Path, models_root: Path, name: str, version: str,
-               checkpoint: str = BEST, tta_flip: bool = False) -> dict[str, Any]:
+               checkpoint: str = BEST) -> dict[str, Any]:
     """Export run_dir/checkpoint to models_root/name/version/{model.onnx,manifest.json}.
 
-    tta_flip bakes test-time flip averaging into the graph (about half the throughput)."""
+    Test-time flip averaging is added afterwards, to the exported file, by
+    scripts/build_flip_averaged_model.py (affectline.models.flip_average)."""
     net, cfg, ckpt = load_model(run_dir / checkpoint)
     last = run_dir / "last.pt"
     if last.is_file():  # history (epochs, wall-clock) and schedule changes live in last.pt
         latest = torch.load(last, weights_only=False)
         ckpt = {**ckpt, "history": latest["history"], "schedule_changes": latest.get("schedule_changes", [])}
     splits = {s: load_split(data, s) for s in ("public", "private")}
-    logits = {s: predict_logits(net, sp.pixels, tta_flip=tta_flip) for s, sp in splits.items()}
+    logits = {s: predict_logits(net, sp.pixels) for s, sp in splits.items()}
     temperature = fit_temperature(logits["public"], splits["public"].labels)
     out_dir = models_root / name / version
     onnx_path = out_dir / "model.onnx"
-    export_onnx(net, temperature, onnx_path, tta_flip=tta_flip)
+    export_onnx(net, temperature, onnx_path)
     reports: dict[str, dict[str, Any]] = {}
     for s, sp in splits.items():
         probs = onnx_probs(onnx_path, sp.pixels)
@@ -173,7 +170,7 @@ def export_run(run_dir: Path, data: Path, models_root: Path, name: str, version:
         reports[s] = r
     manifest = build_manifest(name, version, sha256(onnx_path), ckpt["config"], ckpt, count_params(net),
                               temperature, reports)
-    manifest["training"]["test_time_flip_averaging"] = tta_flip
+    manifest["training"]["test_time_flip_averaging"] = False  # see scripts/build_flip_averaged_model.py
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     log.info("exported %s (%.2f MB), T=%.3f, PublicTest acc %.4f, PrivateTest acc %.4f, ECE %.4f -> %.4f",
              onnx_path, onnx_path.stat().st_size / 1e6, temperature, reports["public"]["accuracy"],

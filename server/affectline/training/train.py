@@ -111,17 +111,13 @@ def to_input(pixels: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, pixels: np.ndarray, batch_size: int = 512,
-                   tta_flip: bool = False) -> np.ndarray:
-    """Logits for uint8 crops; tta_flip averages them with those of the mirrored crops."""
+def predict_logits(model: torch.nn.Module, pixels: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Logits for uint8 crops."""
     model.eval()
     out = []
     for i in range(0, len(pixels), batch_size):
         x = to_input(pixels[i:i + batch_size])
-        z = model(x.contiguous(memory_format=torch.channels_last))
-        if tta_flip:
-            z = (z + model(x.flip(3).contiguous(memory_format=torch.channels_last))) / 2
-        out.append(z)
+        out.append(model(x.contiguous(memory_format=torch.channels_last)))
     return torch.cat(out).numpy()
 
 
