@@ -65,6 +65,17 @@ def test_classify_prints_probabilities_as_json_and_csv(tmp_path, fer_faces):
     assert csv_out[0].split(",")[:3] == ["file", "label", "angry"] and ",happy," in csv_out[1]
 
 
+def test_models_lists_the_registry_and_marks_the_served_model():
+    result = run("models")
+    assert result.returncode == 0, result.stderr
+    header, *rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert header[:3] == ["model", "served", "PrivateTest"]
+    served = [r[0] for r in rows if r[1] == "*"]
+    assert served == [ModelRegistry().get(DEFAULT_MODEL).key]
+    by_key = {r[0]: r for r in rows}
+    assert by_key["fer-mini-xception/1"][2] == "65.51 %"  # from its manifest
+
+
 def test_classify_missing_path_is_a_clear_error(tmp_path):
     result = run("classify", str(tmp_path / "nope.png"))
     assert result.returncode == 2 and "no such file" in result.stderr

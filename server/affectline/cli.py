@@ -86,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--older-than-days", type=int, help="default: AFFECTLINE_RETENTION_DAYS")
     add_db_flags(purge)
 
-    models = sub.add_parser("models", help="list the registered models")
+    models = sub.add_parser("models", help="list the registered models, their measured accuracy and which one is served",
+                            description="Lists the registered models (tab-separated) with their FER2013 accuracy "
+                                        "and precision variants; * marks the one `serve` and `classify` use.")
     models.set_defaults(models_command="list")
 
     from affectline import loadtest_cli
@@ -210,12 +212,25 @@ def _classify(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if results and failed == len(results) else 0
 
 
-def _models() -> int:
+def _models(settings: Settings) -> int:
     from affectline.models.registry import ModelRegistry
 
-    for m in ModelRegistry().list():
-        acc = m.manifest.accuracy.get("fer2013_private_test") if isinstance(m.manifest.accuracy, dict) else None
-        print(f"{m.key}\tPrivateTest accuracy {acc if acc is not None else 'n/a'}\t{m.onnx_path}")
+    registry = ModelRegistry()
+    name, _, version = settings.model.partition("/")
+    served = registry.get(name, version or None).key
+
+    def percent(value: object) -> str:
+        return f"{value * 100:.2f} %" if isinstance(value, (int, float)) else "n/a"
+
+    print("model\tserved\tPrivateTest\tPublicTest\thappy-vs-sad (Private)\tvariants\tpath")
+    for m in registry.list():
+        acc = m.manifest.accuracy
+        variants = ",".join(m.manifest.variants) or "fp32"
+        print(f"{m.key}\t{'*' if m.key == served else ''}\t{percent(acc.get('fer2013_private_test'))}\t"
+              f"{percent(acc.get('fer2013_public_test'))}\t{percent(acc.get('fer2013_private_test_happy_vs_sad'))}\t"
+              f"{variants}\t{m.onnx_path}")
+    print(f"* served by `affectline serve` and used by `affectline classify` (AFFECTLINE_MODEL={settings.model})",
+          file=sys.stderr)
     return 0
 
 
@@ -247,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _classify(args, settings)
         if args.command == "privacy":
             return _privacy(args, settings)
-        return _models()
+        return _models(settings)
     except KeyboardInterrupt:
         return 130
     except (ValueError, LookupError, OSError, SQLAlchemyError) as exc:
