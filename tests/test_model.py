@@ -127,6 +127,7 @@ def test_registry_latest_version_and_not_found(tmp_path: Path, registered: Regis
         (dst / "manifest.json").write_text(json.dumps({**man, "version": v}))
     reg = ModelRegistry(tmp_path)
     assert reg.get(FER_MODEL).key == f"{FER_MODEL}/10"  # numeric, not lexical
+    assert reg.get(f"{FER_MODEL}/").key == f"{FER_MODEL}/10"  # an empty version is the latest, as in AFFECTLINE_MODEL
     with pytest.raises(ModelNotFoundError, match=r"'nope'.*available: fer-mini-xception/2, fer-mini-xception/9"):
         reg.get("nope")
     with pytest.raises(LookupError, match="fer-mini-xception/3"):

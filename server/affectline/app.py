@@ -95,7 +95,7 @@ def build_parts(settings: Settings) -> Parts:
         ensure_demo(store, settings.data_dir)
     except Exception:
         log.exception("could not make the demo video")
-    model = EmotionModel.load(ModelRegistry().get(*_split_model(settings.model)), intra_op_threads=settings.inference_threads,
+    model = EmotionModel.load(ModelRegistry().get(settings.model), intra_op_threads=settings.inference_threads,
                                spin=bool(settings.inference_spin), variant=settings.model_variant)
     batcher = DynamicBatcher(
         model.predict,
@@ -128,11 +128,6 @@ def build_parts(settings: Settings) -> Parts:
     ]
     metrics.active_sessions.set(store.active_session_count(datetime.now(timezone.utc)))
     return Parts(settings, metrics, engine, store, writer, model, batcher, session_service, analytics_service, bindings)
-
-
-def _split_model(spec: str) -> tuple[str, str | None]:
-    name, _, version = spec.partition("/")
-    return name, version or None
 
 
 class AffectlineServer:

@@ -201,8 +201,7 @@ def _classify(args: argparse.Namespace, settings: Settings) -> int:
     if missing:
         print(f"affectline classify: no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return 2
-    name, _, version = settings.model.partition("/")
-    model = EmotionModel.load(ModelRegistry().get(name, version or None))
+    model = EmotionModel.load(ModelRegistry().get(settings.model))
     results = list(classify_files(list(args.paths), model))
     write_results(results, args.format, sys.stdout)
     failed = sum(1 for r in results if r.error)
@@ -216,8 +215,7 @@ def _models(settings: Settings) -> int:
     from affectline.models.registry import ModelRegistry
 
     registry = ModelRegistry()
-    name, _, version = settings.model.partition("/")
-    served = registry.get(name, version or None).key
+    served = registry.get(settings.model).key
 
     def percent(value: object) -> str:
         return f"{value * 100:.2f} %" if isinstance(value, (int, float)) else "n/a"

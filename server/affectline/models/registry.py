@@ -125,9 +125,11 @@ class ModelRegistry:
         return found
 
     def get(self, name: str, version: str | None = None) -> RegisteredModel:
-        """`name` may also be "name/version". Without a version the latest is returned."""
+        """`name` may also be "name/version". Without a version (or with an empty one, "name/")
+        the latest is returned."""
         if version is None and "/" in name:
             name, version = name.split("/", 1)
+        version = version or None
         models = self.list()
         matches = [m for m in models if m.manifest.name == name
                    and (version is None or m.manifest.version == version)]
