@@ -34,26 +34,26 @@ from affectline.inference.engine import EmotionModel
 from affectline.models.flip_average import flip_averaged_graph
 from affectline.models.registry import DEFAULT_ROOT, ModelManifest, ModelNotFoundError, ModelRegistry, RegisteredModel
 from affectline.training.calibrate import fit_temperature, softmax
-from affectline.training.data import CLASS_NAMES, DataNotFoundError, load_split
-from affectline.training.evaluate import classification_report, rounded_report
+from affectline.training.data import CLASS_NAMES, DataNotFoundError, Split, load_split
+from affectline.training.evaluate import classification_report, manifest_accuracy, rounded_report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared/data/fer2013/fer2013.npz"
 SPLIT_KEYS = {"public": "fer2013_public_test", "private": "fer2013_private_test"}
 
 
-def served_probs(manifest: dict[str, Any], onnx_path: Path, pixels: np.ndarray) -> np.ndarray:
-    """Probabilities of the fp32 file through EmotionModel, i.e. exactly as the server runs it."""
+def served_probs(manifest: dict[str, Any], onnx_path: Path, splits: dict[str, Split]) -> dict[str, np.ndarray]:
+    """Each split's probabilities from the fp32 file through EmotionModel, i.e. exactly as the server runs it."""
     model = EmotionModel.load(RegisteredModel(ModelManifest.from_dict(manifest), onnx_path),
                               providers=["CPUExecutionProvider"], variant="fp32")
-    return np.concatenate([model.predict(pixels[i:i + 256]) for i in range(0, len(pixels), 256)])
+    return {s: np.concatenate([model.predict(sp.pixels[i:i + 256]) for i in range(0, len(sp.pixels), 256)])
+            for s, sp in splits.items()}
 
 
 def build_manifest(source: dict[str, Any], version: str, onnx_sha: str, logit_scale: float,
                    reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
     m = copy.deepcopy(source)
     src_key = f"{source['name']}/{source['version']}"
-    pub, priv = reports["public"], reports["private"]
     m["version"] = version
     m.pop("variants", None)  # rebuilt from this file by scripts/build_model_variants.py
     m["provenance"] = {
@@ -65,16 +65,8 @@ def build_manifest(source: dict[str, Any], version: str, onnx_sha: str, logit_sc
         "converter": source["provenance"].get("converter", "") + "; flip averaging: Slice + Concat on the batch axis, "
                      "mean of the Softmax inputs, scaled by a re-fitted temperature",
     }
-    m["accuracy"] = {
-        "fer2013_private_test": round(priv["accuracy"], 4),
-        "fer2013_public_test": round(pub["accuracy"], 4),
-        "fer2013_private_test_macro_f1": round(priv["macro_f1"], 4),
-        "fer2013_private_test_happy_vs_sad": round(priv["happy_vs_sad"], 4),
-        "per_class_recall": {SPLIT_KEYS[s]: rounded_report(reports[s]["recall"]) for s in ("private", "public")},
-        "measured_with": "scripts/build_flip_averaged_model.py (EmotionModel.predict on the npz arrays, "
-                         "onnxruntime CPU fp32)",
-        "onnx_sha256": onnx_sha,
-    }
+    m["accuracy"] = manifest_accuracy(reports["public"], reports["private"], "scripts/build_flip_averaged_model.py "
+                                      "(EmotionModel.predict on the npz arrays, onnxruntime CPU fp32)", onnx_sha)
     m["calibration"] = {
         "method": "temperature scaling fitted on PublicTest (NLL), on top of the source's temperature",
         "source_temperature": source.get("calibration", {}).get("temperature"),
@@ -125,22 +117,21 @@ def main(argv: list[str] | None = None) -> int:
         onnx_path.write_bytes(unscaled)
         print(f"{src.key}: flip-averaged graph built; fitting the temperature on PublicTest", flush=True)
         # log-probabilities are the Softmax input up to a per-row constant, so they stand in for logits
-        log_p = {s: np.log(np.clip(served_probs(source_manifest, onnx_path, sp.pixels).astype(np.float64), 1e-30, None))
-                 for s, sp in splits.items()}
+        log_p = {s: np.log(np.clip(p.astype(np.float64), 1e-30, None))
+                 for s, p in served_probs(source_manifest, onnx_path, splits).items()}
         t = fit_temperature(log_p["public"], splits["public"].labels)
         logit_scale = 1.0 / t
         onnx_path.write_bytes(flip_averaged_graph(src.onnx_path.read_bytes(), logit_scale=logit_scale))
 
         reports: dict[str, dict[str, Any]] = {}
-        for s, sp in splits.items():
-            probs = served_probs(source_manifest, onnx_path, sp.pixels)
+        for s, probs in served_probs(source_manifest, onnx_path, splits).items():
             diff = float(np.abs(probs - softmax(log_p[s], t)).max())
             if diff > 1e-4:
                 print(f"error: {s}: the scaled graph disagrees with the fitted temperature (max abs diff {diff:.2e})",
                       file=sys.stderr)
                 return 1
-            r = classification_report(probs, sp.labels)
-            before = classification_report(softmax(log_p[s]), sp.labels)
+            r = classification_report(probs, splits[s].labels)
+            before = classification_report(softmax(log_p[s]), splits[s].labels)
             r.update(ece_uncalibrated=before["ece"], nll_uncalibrated=before["nll"])
             reports[s] = r
             print(f"{s:>7}: accuracy {r['accuracy'] * 100:.2f} %, happy-vs-sad {r['happy_vs_sad'] * 100:.2f} %, "

@@ -27,7 +27,8 @@ from affectline.classify import classify_files
 from affectline.inference.engine import EmotionModel
 from affectline.models.registry import DEFAULT_MODEL, ModelNotFoundError, ModelRegistry
 from affectline.training.data import CLASS_NAMES, FERPLUS_COLUMNS
-from affectline.training.evaluate import HAPPY, SAD, classification_report, happy_vs_sad_where_ferplus_agrees
+from affectline.training.evaluate import (HAPPY, SAD, classification_report, happy_vs_sad_where_ferplus_agrees,
+                                          manifest_accuracy)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared/data/fer2013/fer2013.npz"
@@ -119,18 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.update_manifest:
         man_path = registered.onnx_path.parent / "manifest.json"
         manifest = json.loads(man_path.read_text())
-        pub, priv = results["public"], results["private"]
-        manifest["accuracy"] = {
-            "fer2013_private_test": round(priv["accuracy"], 4),
-            "fer2013_public_test": round(pub["accuracy"], 4),
-            "fer2013_private_test_macro_f1": round(priv["macro_f1"], 4),
-            "fer2013_private_test_happy_vs_sad": round(priv["happy_vs_sad"], 4),
-            "per_class_recall": {"fer2013_private_test": {c: round(v, 4) for c, v in priv["recall"].items()},
-                                 "fer2013_public_test": {c: round(v, 4) for c, v in pub["recall"].items()}},
-            "measured_with": "scripts/eval_fer2013.py (48x48 PNGs through affectline.classify.classify_files, "
-                             "onnxruntime CPU fp32)",
-            "onnx_sha256": manifest.get("provenance", {}).get("onnx_sha256", ""),
-        }
+        manifest["accuracy"] = manifest_accuracy(
+            results["public"], results["private"],
+            "scripts/eval_fer2013.py (48x48 PNGs through affectline.classify.classify_files, onnxruntime CPU fp32)",
+            manifest.get("provenance", {}).get("onnx_sha256", ""))
         man_path.write_text(json.dumps(manifest, indent=2) + "\n")
         print(f"\nupdated {man_path}")
     return 0

@@ -49,6 +49,7 @@ def flip_averaged_graph(model_bytes: bytes, *, logit_scale: float = 1.0) -> byte
     if len(inputs[0].type.tensor_type.shape.dim) != 4:
         raise ValueError(f"the input {x!r} must be NCHW (rank 4) to be mirrored along W")
 
+    opset = _opset(model)
     both, z = _P + "both", softmax.input[0]
     for node in g.node:  # the network now runs on the crops and their mirrors, stacked on N
         for k, name in enumerate(node.input):
@@ -62,11 +63,11 @@ def flip_averaged_graph(model_bytes: bytes, *, logit_scale: float = 1.0) -> byte
     ]
     tail = [
         helper.make_node("Reshape", [z, _P + "halves_shape"], [_P + "halves_out"], name=_P + "halves"),
-        _reduce_mean_over_first_axis(_opset(model), _P + "halves_out", _P + "mean_out"),
+        _reduce_mean_over_first_axis(opset, _P + "halves_out", _P + "mean_out"),
         helper.make_node("Mul", [_P + "mean_out", _P + "logit_scale"], [_P + "scaled"], name=_P + "scale"),
     ]
-    at = list(g.node).index(softmax)
     nodes = list(g.node)
+    at = nodes.index(softmax)
     del g.node[:]
     g.node.extend(head + nodes[:at] + tail + nodes[at:])
     g.initializer.extend([
@@ -77,7 +78,7 @@ def flip_averaged_graph(model_bytes: bytes, *, logit_scale: float = 1.0) -> byte
         helper.make_tensor(_P + "halves_shape", TensorProto.INT64, [3], [2, -1, n_classes]),
         helper.make_tensor(_P + "logit_scale", TensorProto.FLOAT, [], [logit_scale]),
     ])
-    if _opset(model) >= 18:
+    if opset >= 18:
         g.initializer.append(helper.make_tensor(_P + "axis0", TensorProto.INT64, [1], [0]))
     return model.SerializeToString()
 

@@ -72,6 +72,22 @@ def rounded_report(r: dict[str, Any]) -> dict[str, Any]:
                 {c: round(x, 4) for c, x in v.items()} if isinstance(v, dict) else v) for k, v in r.items()}
 
 
+def manifest_accuracy(public: dict[str, Any], private: dict[str, Any], measured_with: str,
+                      onnx_sha256: str) -> dict[str, Any]:
+    """The manifest's `accuracy` entry from the PublicTest and PrivateTest reports (the keys
+    `affectline models` and the engine's variant choice read)."""
+    return {
+        "fer2013_private_test": round(private["accuracy"], 4),
+        "fer2013_public_test": round(public["accuracy"], 4),
+        "fer2013_private_test_macro_f1": round(private["macro_f1"], 4),
+        "fer2013_private_test_happy_vs_sad": round(private["happy_vs_sad"], 4),
+        "per_class_recall": {"fer2013_private_test": rounded_report(private["recall"]),
+                             "fer2013_public_test": rounded_report(public["recall"])},
+        "measured_with": measured_with,
+        "onnx_sha256": onnx_sha256,
+    }
+
+
 def happy_vs_sad_where_ferplus_agrees(probs: np.ndarray, labels: np.ndarray, votes: np.ndarray) -> tuple[float, int]:
     """happy-vs-sad (as in classification_report) over the happy/sad faces whose FER+ votes
     ([N,7] in CLASS_NAMES order) favour the FER2013 label over the other class of the pair.

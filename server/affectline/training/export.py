@@ -21,7 +21,7 @@ from torch import nn
 
 from affectline.training.calibrate import fit_temperature, softmax
 from affectline.training.data import CLASS_NAMES, PIXEL_MEAN, PIXEL_STD, load_split
-from affectline.training.evaluate import classification_report, rounded_report
+from affectline.training.evaluate import classification_report, manifest_accuracy, rounded_report
 from affectline.training.model import count_params
 from affectline.training.train import BEST, load_model, predict_logits
 
@@ -103,16 +103,8 @@ def build_manifest(name: str, version: str, onnx_sha: str, cfg_dict: dict[str, A
                    "see docs/model-card.md)",
         "attribution": "FER2013 (Goodfellow et al. 2013); FER+ votes (c) Microsoft Corporation, MIT",
         # the same keys scripts/eval_fer2013.py --update-manifest writes
-        "accuracy": {
-            "fer2013_private_test": round(priv["accuracy"], 4),
-            "fer2013_public_test": round(pub["accuracy"], 4),
-            "fer2013_private_test_macro_f1": round(priv["macro_f1"], 4),
-            "fer2013_private_test_happy_vs_sad": round(priv["happy_vs_sad"], 4),
-            "per_class_recall": {"fer2013_private_test": rounded_report(priv["recall"]),
-                                 "fer2013_public_test": rounded_report(pub["recall"])},
-            "measured_with": "affectline.training.export (exported ONNX on the npz arrays, onnxruntime CPU fp32)",
-            "onnx_sha256": onnx_sha,
-        },
+        "accuracy": manifest_accuracy(
+            pub, priv, "affectline.training.export (exported ONNX on the npz arrays, onnxruntime CPU fp32)", onnx_sha),
         # extra keys: ModelManifest.from_dict ignores them
         "calibration": {
             "method": "temperature scaling fitted on PublicTest (NLL)",
