@@ -110,3 +110,12 @@ def test_ceiling_timings_compare_each_step_with_the_timings_around_it():
     assert timings.retime() == 3000.0  # before 3,000, after 1,000
     assert timings.timings == [2500.0, 2000.0, 3000.0, 1000.0]
     assert timings.highest == 3000.0  # the run-wide conservative ceiling
+
+
+def test_server_arg_value_reads_both_spellings():
+    from affectline.bench.__main__ import server_arg_value
+
+    assert server_arg_value(["--inference-workers=1", "--model-variant=fp32"], "--model-variant") == "fp32"
+    assert server_arg_value(["--model-variant", "int8"], "--model-variant") == "int8"
+    assert server_arg_value(["--model-variant-x=1"], "--model-variant") is None
+    assert server_arg_value([], "--model-variant") is None

@@ -96,7 +96,11 @@ def build_parts(settings: Settings) -> Parts:
     except Exception:
         log.exception("could not make the demo video")
     model = EmotionModel.load(ModelRegistry().get(settings.model), intra_op_threads=settings.inference_threads,
-                               spin=bool(settings.inference_spin), variant=settings.model_variant)
+                               spin=bool(settings.inference_spin), variant=settings.model_variant,
+                               time_variants_here=bool(settings.time_variants))
+    if model.variant_timings:
+        log.info("model variants timed on this machine (crops/s, batch 32): %s -> serving %s",
+                 ", ".join(f"{n} {r:,.0f}" for n, r in model.variant_timings.items()), model.variant)
     batcher = DynamicBatcher(
         model.predict,
         BatcherConfig(

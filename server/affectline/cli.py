@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", help="registered model NAME[/VERSION] [AFFECTLINE_MODEL]")
     serve.add_argument("--model-variant", choices=("auto", "fp32", "fp16", "int8"),
                        help="precision variant of the model [AFFECTLINE_MODEL_VARIANT]")
+    serve.add_argument("--time-variants", type=int, choices=(0, 1),
+                       help="with --model-variant auto on CPU: 1 times the variants at start-up and serves the "
+                            "fastest here; 0 uses the manifest's figures [AFFECTLINE_TIME_VARIANTS]")
     serve.add_argument("--max-batch-size", type=int, help="most crops per model run [AFFECTLINE_MAX_BATCH_SIZE]")
     serve.add_argument("--max-queue-delay-ms", type=float,
                        help="longest a crop waits for a fuller batch [AFFECTLINE_MAX_QUEUE_DELAY_MS]")
@@ -112,6 +115,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         data_dir=getattr(args, "data_dir", None),
         model=getattr(args, "model", None),
         model_variant=getattr(args, "model_variant", None),
+        time_variants=getattr(args, "time_variants", None),
         max_batch_size=getattr(args, "max_batch_size", None),
         max_queue_delay_ms=getattr(args, "max_queue_delay_ms", None),
         max_queued_crops=getattr(args, "max_queued_crops", None),

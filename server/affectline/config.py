@@ -25,6 +25,9 @@ class Settings:
     model: str = DEFAULT_MODEL
     # Precision variant: auto (per provider: TensorRT int8 > CUDA fp16 > fastest measured on CPU), fp32, fp16, int8.
     model_variant: str = "auto"
+    # With model_variant=auto on CPU: 1 times the variants at start-up and serves the fastest on
+    # this machine (0.3-2.5 s); 0 trusts the manifest's figures, measured on the build host.
+    time_variants: int = 1
     # Dynamic batching knobs of the inference engine.
     max_batch_size: int = 32  # measured for affectline-vgg/2 int8 (v3: same graph) on 2 cores, docs/performance.md
     max_queue_delay_ms: float = 5.0

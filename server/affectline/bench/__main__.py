@@ -30,7 +30,7 @@ import numpy as np
 
 from affectline.bench.ceiling import measure_ceiling
 from affectline.bench.sessions import LoadResult, LoadSpec, run_client_process
-from affectline.config import Settings
+from affectline.config import Settings, settings_from_env
 from affectline.serve_process import start_serve
 
 FER_NPZ = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "fer2013" / "fer2013.npz"
@@ -89,6 +89,16 @@ def served(model: str, extra_args: list[str], data_dir: str | None = None) -> It
             yield server.grpc_target
         finally:
             server.stop()
+
+
+def server_arg_value(server_args: list[str], flag: str) -> str | None:
+    """The value given to `flag` among `--server-arg`s (`--flag=value` or `--flag`, `value`), or None."""
+    for i, arg in enumerate(server_args):
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+        if arg == flag and i + 1 < len(server_args):
+            return server_args[i + 1]
+    return None
 
 
 def count_stored(db_url: str) -> int:
@@ -223,10 +233,19 @@ def main(argv: list[str] | None = None) -> int:
     from affectline.inference.engine import EmotionModel
     from affectline.models.registry import ModelRegistry
 
-    model = EmotionModel.load(ModelRegistry().get(args.model))
+    # The variant is chosen once, here, and handed to the server: with `auto` each would time the
+    # variants itself, and two near-equal ones could come out differently in the two processes.
+    settings = settings_from_env()  # the server's own defaults and environment
+    variant = server_arg_value(args.server_arg, "--model-variant") or "auto"
+    model = EmotionModel.load(ModelRegistry().get(args.model), variant=variant,
+                              intra_op_threads=settings.inference_threads, spin=bool(settings.inference_spin))
+    if variant == "auto":
+        args.server_arg = [*args.server_arg, f"--model-variant={model.variant}"]
     if args.sweep:
         return sweep(args, load_faces(model.crop_size[0])[0])  # crops of the size the server asks for
-    print(f"machine: {os.cpu_count()} cores; model {args.model}, variant {model.variant} (as served); "
+    timed = (" (timed here, crops/s: " + ", ".join(f"{n} {r:,.0f}" for n, r in model.variant_timings.items()) + ")"
+             if model.variant_timings else "")
+    print(f"machine: {os.cpu_count()} cores; model {args.model}, variant {model.variant} (as served){timed}; "
           f"{args.transport} calls, {args.frames_per_batch} frames per batch", flush=True)
     print("[1/5] raw model ceiling (onnxruntime on pre-made tensors)...", flush=True)
     points = measure_ceiling(model, seconds=args.ceiling_seconds)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import onnxruntime as ort
 
 from affectline.inference.serving_graph import INPUT, OUTPUT, serving_graph
+from affectline.inference.variant_probe import fastest, time_variants
 from affectline.models.registry import RegisteredModel
 
 # Fastest first; CPU is always appended as the fallback for ops other providers lack.
@@ -20,27 +21,42 @@ def choose_providers(available: Sequence[str]) -> list[str]:
     return [p for p in _PREFERENCE if p in available] + [_CPU]
 
 
-# A variant may replace fp32 only if it loses at most this much PrivateTest accuracy.
+# Crops per timed run when `load` times the variants: the batch the manifest's figures use.
+VARIANT_PROBE_BATCH = 32
+
+# A variant may replace fp32 only if it loses at most this much PublicTest accuracy.
 MAX_VARIANT_ACCURACY_LOSS = 0.01
 
 
-def choose_variant(variants: dict[str, dict], providers: Sequence[str]) -> str:
-    """TensorRT runs int8 (else fp16), CUDA runs fp16; on CPU the variant measured fastest
-    there wins. Variants that lose more than MAX_VARIANT_ACCURACY_LOSS accuracy on PublicTest
-    (the selection split: choosing on PrivateTest would tune on the test set) are skipped."""
+def usable_variants(variants: dict[str, dict]) -> dict[str, dict]:
+    """The variants that lose at most MAX_VARIANT_ACCURACY_LOSS accuracy on PublicTest (the
+    selection split: choosing on PrivateTest would tune on the test set)."""
     base = variants.get("fp32", {}).get("fer2013_public_test")
-    usable = {
+    return {
         name: v for name, v in variants.items()
         if base is None or v.get("fer2013_public_test", 0.0) >= base - MAX_VARIANT_ACCURACY_LOSS
     }
+
+
+def choose_variant(variants: dict[str, dict], providers: Sequence[str],
+                   measured: Mapping[str, float] | None = None) -> str:
+    """TensorRT runs int8 (else fp16), CUDA runs fp16; on CPU the fastest usable variant wins:
+    by `measured` (crops/s timed on this machine, see variant_probe) when given, else by the
+    figures the manifest recorded on the machine that built the files."""
+    usable = usable_variants(variants)
     if "TensorrtExecutionProvider" in providers:
-        order = ("int8", "fp16")
+        order: tuple[str, ...] = ("int8", "fp16")
     elif "CUDAExecutionProvider" in providers:
         order = ("fp16",)
     else:
-        measured = {n: v["cpu_img_per_s_batch32"] for n, v in usable.items() if "cpu_img_per_s_batch32" in v}
-        order = (max(measured, key=measured.__getitem__),) if measured else ()
-    return next((name for name in order if name in usable), "fp32")
+        recorded = {n: v["cpu_img_per_s_batch32"] for n, v in usable.items() if "cpu_img_per_s_batch32" in v}
+        recorded_pick = max(recorded, key=recorded.__getitem__) if recorded else None
+        timed = {n: r for n, r in (measured or {}).items() if n in usable or n == "fp32"}
+        if timed:
+            order = (fastest(timed, preferred=recorded_pick),)
+        else:
+            order = (recorded_pick,) if recorded_pick else ()
+    return next((name for name in order if name in usable or name == "fp32"), "fp32")
 
 
 def _check_manifest(registered: RegisteredModel) -> None:
@@ -64,12 +80,19 @@ class EmotionModel:
         self._session = session
         self.variant = variant
         self.onnx_path = registered.onnx_path  # the file of the variant actually loaded
+        # crops/s of each variant timed on this machine when `load` chose among them, else empty
+        self.variant_timings: dict[str, float] = {}
 
     @classmethod
     def load(cls, registered: RegisteredModel, *, providers: Sequence[str] | None = None,
-             intra_op_threads: int = 0, spin: bool = True, variant: str = "auto") -> EmotionModel:
+             intra_op_threads: int = 0, spin: bool = True, variant: str = "auto",
+             time_variants_here: bool = True) -> EmotionModel:
         """`intra_op_threads` 0 lets onnxruntime pick (one per physical core). `spin=False` stops
-        idle worker threads from busy-waiting, which leaves the cores to the RPC path on small hosts."""
+        idle worker threads from busy-waiting, which leaves the cores to the RPC path on small hosts.
+
+        `variant="auto"` with only the CPU provider times every usable variant on this machine
+        (variant_probe: ~0.3 s on a fast 2-core host, ~2.5 s on a slow one) and keeps the fastest;
+        `time_variants_here=False` trusts the manifest's figures instead (from the build host)."""
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = intra_op_threads
         if not spin:
@@ -77,8 +100,23 @@ class EmotionModel:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         chosen = list(providers) if providers is not None else choose_providers(ort.get_available_providers())
         variants = registered.manifest.variants
-        if variant == "auto":
-            variant = choose_variant(variants, chosen)
+        if variant != "auto":
+            return cls._load_variant(registered, variant, opts, chosen)
+        candidates = ["fp32", *(name for name in usable_variants(variants) if name != "fp32")]
+        if chosen != [_CPU] or not time_variants_here or len(candidates) < 2:
+            return cls._load_variant(registered, choose_variant(variants, chosen), opts, chosen)
+        loaded = {name: cls._load_variant(registered, name, opts, chosen) for name in candidates}
+        w, h = loaded["fp32"].crop_size
+        crops = np.random.default_rng(0).integers(0, 256, (VARIANT_PROBE_BATCH, h, w), dtype=np.uint8)
+        timings = time_variants({name: m.predict for name, m in loaded.items()}, crops)
+        model = loaded[choose_variant(variants, chosen, measured=timings)]
+        model.variant_timings = timings
+        return model
+
+    @classmethod
+    def _load_variant(cls, registered: RegisteredModel, variant: str, opts: ort.SessionOptions,
+                      providers: list[str]) -> EmotionModel:
+        variants = registered.manifest.variants
         if variant == "fp32" and "fp32" not in variants:
             path = registered.onnx_path
         elif variant in variants:
@@ -96,7 +134,7 @@ class EmotionModel:
             )
         except ValueError as exc:
             raise ValueError(f"{registered.key}: {exc}") from exc
-        session = ort.InferenceSession(graph, sess_options=opts, providers=chosen)
+        session = ort.InferenceSession(graph, sess_options=opts, providers=providers)
         model = cls(registered, session, variant)
         model.onnx_path = path
         return model
