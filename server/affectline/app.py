@@ -21,7 +21,8 @@ from affectline.config import Settings
 from affectline.crypto import KEY_BYTES, KeyWrapper
 from affectline.inference.batcher import BatcherConfig, DynamicBatcher
 from affectline.inference.smoothing import SmoothingConfig
-from affectline.inference.engine import EmotionModel
+from affectline.inference.engine import VARIANT_PROBE_BATCH, EmotionModel
+from affectline.inference.run_budget import RunLayout, fit_to_run_budget
 from affectline.metrics import Metrics
 from affectline.models.registry import ModelRegistry
 from affectline.serving.grpc_server import GrpcServer, build_grpc_server
@@ -99,16 +100,25 @@ def build_parts(settings: Settings) -> Parts:
                                spin=bool(settings.inference_spin), variant=settings.model_variant,
                                time_variants_here=bool(settings.time_variants))
     if model.variant_timings:
-        log.info("model variants timed on this machine (crops/s, batch 32): %s -> serving %s",
+        log.info("model variants timed on this machine (crops/s, batch %d): %s -> serving %s", VARIANT_PROBE_BATCH,
                  ", ".join(f"{n} {r:,.0f}" for n, r in model.variant_timings.items()), model.variant)
+    configured = RunLayout(settings.inference_workers, settings.inference_threads, settings.max_batch_size)
+    model, layout, change = fit_to_run_budget(
+        model, configured, settings.max_run_ms / 1000.0,
+        lambda threads: EmotionModel.load(model.registered, providers=model.providers, intra_op_threads=threads,
+                                          spin=bool(settings.inference_spin), variant=model.variant),
+        speed=model.variant_timings.get(model.variant) if settings.max_batch_size == VARIANT_PROBE_BATCH else None,
+    )
+    if change:
+        log.warning("%s (AFFECTLINE_MAX_RUN_MS=0 keeps the configured layout)", change)
     batcher = DynamicBatcher(
         model.predict,
         BatcherConfig(
-            max_batch_size=settings.max_batch_size,
+            max_batch_size=layout.max_batch_size,
             max_queue_delay_s=settings.max_queue_delay_ms / 1000.0,
             max_queued_crops=settings.max_queued_crops,
             max_sequence_share=settings.max_session_share,
-            workers=settings.inference_workers,
+            workers=layout.workers,
             runs_per_worker=settings.inference_runs_per_worker,
         ),
         metrics=metrics,

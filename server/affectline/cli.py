@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-batch-size", type=int, help="most crops per model run [AFFECTLINE_MAX_BATCH_SIZE]")
     serve.add_argument("--max-queue-delay-ms", type=float,
                        help="longest a crop waits for a fuller batch [AFFECTLINE_MAX_QUEUE_DELAY_MS]")
+    serve.add_argument("--max-run-ms", type=float,
+                       help="longest one model run of max batch size may take, timed at start-up; a slower model "
+                            "gets a smaller max batch, 0 = no cap [AFFECTLINE_MAX_RUN_MS]")
     serve.add_argument("--max-queued-crops", type=int,
                        help="queue bound; past it PushCrops gets RESOURCE_EXHAUSTED [AFFECTLINE_MAX_QUEUED_CROPS]")
     serve.add_argument("--inference-workers", type=int, help="concurrent model runs [AFFECTLINE_INFERENCE_WORKERS]")
@@ -118,6 +121,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         time_variants=getattr(args, "time_variants", None),
         max_batch_size=getattr(args, "max_batch_size", None),
         max_queue_delay_ms=getattr(args, "max_queue_delay_ms", None),
+        max_run_ms=getattr(args, "max_run_ms", None),
         max_queued_crops=getattr(args, "max_queued_crops", None),
         inference_workers=getattr(args, "inference_workers", None),
         inference_threads=getattr(args, "inference_threads", None),
