@@ -32,7 +32,9 @@ class Settings:
     max_batch_size: int = 32  # measured for affectline-vgg/2 int8 (v3: same graph) on 2 cores, docs/performance.md
     max_queue_delay_ms: float = 5.0
     # Longest one model run of max_batch_size crops may take, timed at start-up; on a host where the
-    # model is slower, max_batch_size is lowered to fit (inference/run_budget.py). 0: no cap.
+    # model is slower, the workers become one multi-threaded worker and max_batch_size is lowered to
+    # fit (inference/run_budget.py). 40 = (100 ms p99 target - ~15 ms of RPC and commit) / 2 runs:
+    # a request can wait behind one run, then needs its own. 0: no cap.
     max_run_ms: float = 40.0
     # Past this many queued crops, PushCrops answers RESOURCE_EXHAUSTED with a retry hint.
     max_queued_crops: int = 4096

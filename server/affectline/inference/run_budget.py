@@ -7,7 +7,7 @@ so one run gets ~40 ms. The default max batch (32) was measured on hosts where a
 single-threaded run of 32 crops of the default model takes ~20 ms. On session 12's AVX2-only
 EPYC the same run took ~120 ms, and with max batch 32 the server missed p99 < 100 ms at 6
 sessions of 30 fps; capped at one 10-frame request per run it held 8, and with that run
-spread over both cores (one worker, two threads: ~20 ms instead of ~37) it held 10
+spread over both cores (one worker, two threads: ~20 ms instead of ~37) it held 8-10
 (docs/performance.md, session 12). Where the model is fast enough nothing changes.
 """
 
@@ -24,10 +24,6 @@ from affectline.inference.variant_probe import time_variants
 
 if TYPE_CHECKING:
     from affectline.inference.engine import EmotionModel
-
-# (100 ms p99 target - ~15 ms of RPC handling and commit) / 2 runs, rounded down.
-DEFAULT_MAX_RUN_MS = 40.0
-
 
 def batch_within_budget(max_batch_size: int, crops_per_s: float, max_run_s: float) -> int:
     """The largest batch, at most `max_batch_size` and at least 1, that a model running at
