@@ -56,3 +56,9 @@ def test_fastest_keeps_the_preferred_variant_within_the_margin():
     assert fastest({"int8": 1000, "fp32": 900}, preferred="missing") == "int8"
     with pytest.raises(ValueError):
         fastest({})
+
+
+def test_describe_lists_each_variant_with_its_rate():
+    from affectline.inference.variant_probe import describe
+
+    assert describe({"fp32": 148.4, "int8": 2687.2}) == "fp32 148, int8 2,687"

@@ -23,6 +23,7 @@ from affectline.inference.batcher import BatcherConfig, DynamicBatcher
 from affectline.inference.smoothing import SmoothingConfig
 from affectline.inference.engine import VARIANT_PROBE_BATCH, EmotionModel
 from affectline.inference.run_budget import RunLayout, fit_to_run_budget
+from affectline.inference.variant_probe import describe as describe_timings
 from affectline.metrics import Metrics
 from affectline.models.registry import ModelRegistry
 from affectline.serving.grpc_server import GrpcServer, build_grpc_server
@@ -101,7 +102,7 @@ def build_parts(settings: Settings) -> Parts:
                                time_variants_here=bool(settings.time_variants))
     if model.variant_timings:
         log.info("model variants timed on this machine (crops/s, batch %d): %s -> serving %s", VARIANT_PROBE_BATCH,
-                 ", ".join(f"{n} {r:,.0f}" for n, r in model.variant_timings.items()), model.variant)
+                 describe_timings(model.variant_timings), model.variant)
     configured = RunLayout(settings.inference_workers, settings.inference_threads, settings.max_batch_size)
     model, layout, change = fit_to_run_budget(
         model, configured, settings.max_run_ms / 1000.0,

@@ -231,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from affectline.inference.engine import EmotionModel
+    from affectline.inference.variant_probe import describe as describe_timings
     from affectline.models.registry import ModelRegistry
 
     # The variant is chosen once, here, and handed to the server: with `auto` each would time the
@@ -243,8 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         args.server_arg = [*args.server_arg, f"--model-variant={model.variant}"]
     if args.sweep:
         return sweep(args, load_faces(model.crop_size[0])[0])  # crops of the size the server asks for
-    timed = (" (timed here, crops/s: " + ", ".join(f"{n} {r:,.0f}" for n, r in model.variant_timings.items()) + ")"
-             if model.variant_timings else "")
+    timed = f" (timed here, crops/s: {describe_timings(model.variant_timings)})" if model.variant_timings else ""
     print(f"machine: {os.cpu_count()} cores; model {args.model}, variant {model.variant} (as served){timed}; "
           f"{args.transport} calls, {args.frames_per_batch} frames per batch", flush=True)
     print("[1/5] raw model ceiling (onnxruntime on pre-made tensors)...", flush=True)

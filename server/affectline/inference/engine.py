@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 
 from affectline.inference.serving_graph import INPUT, OUTPUT, serving_graph
-from affectline.inference.variant_probe import fastest, time_variants
+from affectline.inference.variant_probe import blank_crops, fastest, time_variants
 from affectline.models.registry import RegisteredModel
 
 # Fastest first; CPU is always appended as the fallback for ops other providers lack.
@@ -106,8 +106,7 @@ class EmotionModel:
         if chosen != [_CPU] or not time_variants_here or len(candidates) < 2:
             return cls._load_variant(registered, choose_variant(variants, chosen), opts, chosen)
         loaded = {name: cls._load_variant(registered, name, opts, chosen) for name in candidates}
-        w, h = loaded["fp32"].crop_size
-        crops = np.random.default_rng(0).integers(0, 256, (VARIANT_PROBE_BATCH, h, w), dtype=np.uint8)
+        crops = blank_crops(loaded["fp32"].crop_size, VARIANT_PROBE_BATCH)
         timings = time_variants({name: m.predict for name, m in loaded.items()}, crops)
         model = loaded[choose_variant(variants, chosen, measured=timings)]
         model.variant_timings = timings

@@ -18,9 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from affectline.inference.variant_probe import time_variants
+from affectline.inference.variant_probe import blank_crops, time_variants
 
 if TYPE_CHECKING:
     from affectline.inference.engine import EmotionModel
@@ -46,11 +44,10 @@ class RunLayout:
 
 
 def time_crops_per_s(model: EmotionModel, batch: int) -> float:
-    """One worker's speed on `batch` crops, timed here (zeros: the graph has no data-dependent work).
-    Five rounds, not the variant probe's three: a freshly loaded multi-threaded session timed
-    311 crops/s in three rounds and 556 right after in seven on session 12's noisy host."""
-    width, height = model.crop_size
-    return time_variants({"model": model.predict}, np.zeros((batch, height, width), np.uint8), rounds=5)["model"]
+    """One worker's speed on `batch` crops, timed here. Five rounds, not the variant probe's
+    three: a freshly loaded multi-threaded session timed 311 crops/s in three rounds and 556
+    right after in seven on session 12's noisy host."""
+    return time_variants({"model": model.predict}, blank_crops(model.crop_size, batch), rounds=5)["model"]
 
 
 def fit_to_run_budget(

@@ -20,6 +20,13 @@ import numpy as np
 DEFAULT_ROUNDS = 3
 
 
+def blank_crops(crop_size: tuple[int, int], batch: int) -> np.ndarray:
+    """`batch` all-zero uint8 crops of `crop_size` (width, height) to time a model on: the
+    serving graphs have no data-dependent work, so what the pixels are does not change the time."""
+    width, height = crop_size
+    return np.zeros((batch, height, width), np.uint8)
+
+
 def time_variants(
     runs: Mapping[str, Callable[[np.ndarray], object]],
     crops: np.ndarray,
@@ -40,6 +47,11 @@ def time_variants(
             run(crops)
             rates[name].append(len(crops) / max(clock() - started, 1e-9))
     return {name: statistics.median(r) for name, r in rates.items()}
+
+
+def describe(measured: Mapping[str, float]) -> str:
+    """'fp32 148, fp16 142, int8 256': timings as the server log and the bench print them."""
+    return ", ".join(f"{name} {rate:,.0f}" for name, rate in measured.items())
 
 
 def fastest(measured: Mapping[str, float], *, preferred: str | None = None, margin: float = 0.10) -> str:
