@@ -21,9 +21,9 @@ from affectline.config import Settings
 from affectline.crypto import KEY_BYTES, KeyWrapper
 from affectline.inference.batcher import BatcherConfig, DynamicBatcher
 from affectline.inference.smoothing import SmoothingConfig
-from affectline.inference.engine import VARIANT_PROBE_BATCH, EmotionModel
+from affectline.inference.engine import EmotionModel
 from affectline.inference.run_budget import RunLayout, fit_to_run_budget
-from affectline.inference.variant_probe import describe as describe_timings
+from affectline.inference.variant_probe import PROBE_BATCH, describe as describe_timings
 from affectline.metrics import Metrics
 from affectline.models.registry import ModelRegistry
 from affectline.serving.grpc_server import GrpcServer, build_grpc_server
@@ -101,14 +101,14 @@ def build_parts(settings: Settings) -> Parts:
                                spin=bool(settings.inference_spin), variant=settings.model_variant,
                                time_variants_here=bool(settings.time_variants))
     if model.variant_timings:
-        log.info("model variants timed on this machine (crops/s, batch %d): %s -> serving %s", VARIANT_PROBE_BATCH,
+        log.info("model variants timed on this machine (crops/s, batch %d): %s -> serving %s", PROBE_BATCH,
                  describe_timings(model.variant_timings), model.variant)
     configured = RunLayout(settings.inference_workers, settings.inference_threads, settings.max_batch_size)
     model, layout, change = fit_to_run_budget(
         model, configured, settings.max_run_ms / 1000.0,
         lambda threads: EmotionModel.load(model.registered, providers=model.providers, intra_op_threads=threads,
                                           spin=bool(settings.inference_spin), variant=model.variant),
-        speed=model.variant_timings.get(model.variant) if settings.max_batch_size == VARIANT_PROBE_BATCH else None,
+        speed=model.variant_timings.get(model.variant) if settings.max_batch_size == PROBE_BATCH else None,
     )
     if change:
         log.warning("%s (AFFECTLINE_MAX_RUN_MS=0 keeps the configured layout)", change)

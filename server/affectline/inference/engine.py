@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 
 from affectline.inference.serving_graph import INPUT, OUTPUT, serving_graph
-from affectline.inference.variant_probe import blank_crops, fastest, time_variants
+from affectline.inference.variant_probe import PROBE_BATCH, blank_crops, fastest, time_variants
 from affectline.models.registry import RegisteredModel
 
 # Fastest first; CPU is always appended as the fallback for ops other providers lack.
@@ -20,9 +20,6 @@ def choose_providers(available: Sequence[str]) -> list[str]:
     """TensorRT > CUDA > CPU among `available`, always ending with CPUExecutionProvider."""
     return [p for p in _PREFERENCE if p in available] + [_CPU]
 
-
-# Crops per timed run when `load` times the variants: the batch the manifest's figures use.
-VARIANT_PROBE_BATCH = 32
 
 # A variant may replace fp32 only if it loses at most this much PublicTest accuracy.
 MAX_VARIANT_ACCURACY_LOSS = 0.01
@@ -106,7 +103,7 @@ class EmotionModel:
         if chosen != [_CPU] or not time_variants_here or len(candidates) < 2:
             return cls._load_variant(registered, choose_variant(variants, chosen), opts, chosen)
         loaded = {name: cls._load_variant(registered, name, opts, chosen) for name in candidates}
-        crops = blank_crops(loaded["fp32"].crop_size, VARIANT_PROBE_BATCH)
+        crops = blank_crops(loaded["fp32"].crop_size, PROBE_BATCH)
         timings = time_variants({name: m.predict for name, m in loaded.items()}, crops)
         model = loaded[choose_variant(variants, chosen, measured=timings)]
         model.variant_timings = timings

@@ -23,6 +23,7 @@ from affectline.inference.variant_probe import blank_crops, time_variants
 if TYPE_CHECKING:
     from affectline.inference.engine import EmotionModel
 
+
 def batch_within_budget(max_batch_size: int, crops_per_s: float, max_run_s: float) -> int:
     """The largest batch, at most `max_batch_size` and at least 1, that a model running at
     `crops_per_s` (one worker, timed on this machine) finishes within `max_run_s`.

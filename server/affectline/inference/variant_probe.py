@@ -3,7 +3,7 @@ fastest here rather than on the machine that built the files.
 
 Why: a variant's speed depends on the CPU far more than its accuracy does. On the AVX-512/VNNI
 host that built affectline-vgg/5, int8 ran 3.1x fp32 at batch 32; on an AVX2-only host of the
-same cloud 1.6x (docs/performance.md, session 12). The manifest's figures describe the build
+same cloud 1.6x with two threads, 1.9x with one (docs/performance.md, session 12). The manifest's figures describe the build
 host only.
 """
 
@@ -14,6 +14,9 @@ import time
 from collections.abc import Callable, Mapping
 
 import numpy as np
+
+# Crops per timed run: the batch the manifests' figures (cpu_img_per_s_batch32) use.
+PROBE_BATCH = 32
 
 # Rounds of one timed run per variant; interleaved so that a host slowing down mid-probe
 # (these VMs drift by tens of percent within minutes) slows every variant alike.
