@@ -22,8 +22,8 @@ from affectline.training.calibrate import fit_temperature, nll_at, softmax  # no
 from affectline.training.evaluate import expected_calibration_error  # noqa: E402
 from affectline.training.export import ServingModel, export_run  # noqa: E402
 from affectline.training.train import (  # noqa: E402
-    HAPPY, LAST, SAD, TrainConfig, ema_decay_at, ema_update, load_model, mixup, pair_loss, to_input, train,
-    uses_bf16)
+    HAPPY, LAST, SAD, TrainConfig, ema_decay_at, ema_update, load_model, mixup, pair_loss, resolve_device, to_input,
+    train, uses_bf16)
 
 needs_data = pytest.mark.skipif(not FER_NPZ.is_file(), reason=f"FER2013 data not available at {FER_NPZ}")
 TINY = {"epochs": 2, "width": 4, "train_limit": 256, "eval_limit": 128, "batch_size": 64, "seed": 7}
@@ -143,6 +143,33 @@ def test_precision_choice_and_checkpoints_from_before_it() -> None:
     assert TrainConfig.from_dict({"data": "d", "out_dir": "o", "unknown": 1}).precision == "fp32"
     assert TrainConfig(data="d", out_dir="o").precision == "auto"
     assert build_args(["--precision", "fp32"]).precision == "fp32"
+
+
+def test_device_choice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="device must be one of"):
+        resolve_device("tpu")
+    assert build_args([]).device == "cpu"
+    if not torch.cuda.is_available():
+        # asked for a GPU that is not there: a clear error before any data is loaded, no CPU fall-back
+        with pytest.raises(ValueError, match="sees no CUDA GPU"):
+            resolve_device("cuda")
+        args = build_args(["--data", str(FER_NPZ if FER_NPZ.is_file() else __file__), "--run-dir", str(tmp_path),
+                           "--device", "cuda"])
+        assert cli.run(args) == 2
+        assert "sees no CUDA GPU" in capsys.readouterr().err
+        assert not (tmp_path / "train.log").exists()
+
+
+@needs_data
+def test_run_records_its_device_and_matches_the_default(full_run: Path, tmp_path: Path) -> None:
+    ckpt = train(tiny_cfg(tmp_path), device="auto")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert [entry["device"] for entry in ckpt["history"]] == [expected] * TINY["epochs"]
+    assert (" on CPU" if expected == "cpu" else " on GPU ") in (tmp_path / "train.log").read_text()
+    if expected == "cpu":  # "auto" on a machine without a GPU is the default CPU run, bit for bit
+        assert same_weights(weights(tmp_path / LAST), weights(full_run / LAST))
 
 
 @needs_data

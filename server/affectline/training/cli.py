@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from affectline.training.config import PRECISIONS, TrainConfig
+from affectline.training.config import DEVICES, PRECISIONS, TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_DATA = REPO_ROOT.parent / "shared/data/fer2013/fer2013.npz"
@@ -65,6 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=PRECISIONS, default=d("precision"),
                    help="bf16 autocast or fp32; auto picks bf16 only where the CPU has native bf16 "
                         "(AVX512-BF16/AMX) (default: %(default)s)")
+    p.add_argument("--device", choices=DEVICES, default="cpu",
+                   help="where the network trains: cpu, cuda (a CUDA build of torch and a GPU), or auto (cuda "
+                        "where torch sees a GPU); augmentation stays on the CPU either way (default: %(default)s)")
     p.add_argument("--threads", type=int, default=d("threads"), help="torch CPU threads (default: %(default)s)")
     p.add_argument("--train-limit", type=int, default=0, help="use only the first N training images (smoke tests)")
     p.add_argument("--eval-limit", type=int, default=0, help="use only the first N PublicTest images (smoke tests)")
@@ -116,6 +119,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"affectline train: error: --teacher: {exc}", file=sys.stderr)
         return 2
     if not args.export_only:
+        from affectline.training.train import resolve_device
+
+        try:
+            resolve_device(args.device)
+        except ValueError as exc:
+            print(f"affectline train: error: {exc}", file=sys.stderr)
+            return 2
         cfg = TrainConfig(data=str(args.data), out_dir=str(args.run_dir), seed=args.seed,
                           epochs=args.epochs or TrainConfig.default("epochs"), width=args.width,
                           batch_size=args.batch_size, lr=args.lr, ferplus_weight=args.ferplus_weight,
@@ -123,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
                           ema_decay=args.ema_decay, teachers=args.teacher, teacher_weight=args.teacher_weight,
                           precision=args.precision, threads=args.threads, train_limit=args.train_limit, eval_limit=args.eval_limit)
         ckpt = train(cfg, resume=args.resume, stop_after=args.stop_after,
-                     epochs=(args.epochs or 0) if args.resume else 0)
+                     epochs=(args.epochs or 0) if args.resume else 0, device=args.device)
         if ckpt["epoch"] + 1 < TrainConfig.from_dict(ckpt["config"]).epochs:
             return 0  # stopped early on purpose: export when the run is complete (or use --export-only)
     if args.no_export:

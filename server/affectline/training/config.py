@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 PRECISIONS = ("auto", "bf16", "fp32")
+DEVICES = ("cpu", "cuda", "auto")
 
 
 @dataclass

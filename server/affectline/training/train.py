@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from affectline.training.augment import augment
-from affectline.training.config import PRECISIONS, TrainConfig
+from affectline.training.config import DEVICES, PRECISIONS, TrainConfig
 from affectline.training.data import Split, load_split, normalise, soft_targets
 from affectline.training.distill import MODELS_ROOT, blend_teacher, teacher_probs, teacher_refs
 from affectline.training.evaluate import HAPPY, SAD, happy_vs_sad
@@ -35,11 +35,26 @@ def build_model(cfg: TrainConfig) -> ExpressionVGG:
     return ExpressionVGG(width=cfg.width, dropout=cfg.dropout)
 
 
-def uses_bf16(precision: str) -> bool:
-    """Whether the run trains under bf16 autocast ("auto": only where the CPU has native bf16)."""
+def resolve_device(device: str) -> torch.device:
+    """"auto" -> the first CUDA GPU where torch sees one, else the CPU. "cuda" without a usable
+    GPU is an error (ValueError), not a silent fall-back to a run 100x slower."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, not {device!r}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device cuda: this torch ({torch.__version__}) sees no CUDA GPU")
+    return torch.device(device)
+
+
+def uses_bf16(precision: str, device: torch.device = torch.device("cpu")) -> bool:
+    """Whether the run trains under bf16 autocast ("auto": only where the device computes bf16
+    natively: AVX512-BF16/AMX on a CPU, compute capability 8.0+ on a GPU)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     if precision == "auto":
+        if device.type == "cuda":
+            return bool(torch.cuda.is_bf16_supported())
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     return precision == "bf16"
 
@@ -59,7 +74,7 @@ def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tens
     """One SGD step on soft targets [N,C]; the forward pass under bf16 autocast if asked, the
     loss in fp32. pair_weight > 0 adds that much of the happy-vs-sad pair loss. Returns the
     batch's mean loss."""
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         logits = model(x)
     logits = logits.float()
     loss = -(targets * F.log_softmax(logits, 1)).sum(1).mean()
@@ -112,12 +127,13 @@ def to_input(pixels: np.ndarray) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, pixels: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Logits for uint8 crops."""
+    """Logits for uint8 crops, computed on the model's device, returned on the CPU."""
     model.eval()
+    device = next(model.parameters()).device
     out = []
     for i in range(0, len(pixels), batch_size):
-        x = to_input(pixels[i:i + batch_size])
-        out.append(model(x.contiguous(memory_format=torch.channels_last)))
+        x = to_input(pixels[i:i + batch_size]).to(device)
+        out.append(model(x.contiguous(memory_format=torch.channels_last)).float().cpu())
     return torch.cat(out).numpy()
 
 
@@ -147,13 +163,19 @@ def _save_atomic(obj: dict[str, Any], path: Path) -> None:
     tmp.replace(path)
 
 
-def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: int = 0) -> dict[str, Any]:
+def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: int = 0,
+          device: str = "cpu") -> dict[str, Any]:
     """Train (or continue) the run in cfg.out_dir; returns the latest checkpoint dict.
 
     stop_after > 0 runs at most that many epochs in this call (continue later with resume=True).
     epochs > 0 with resume changes the schedule length of the resumed run (the cosine then ends
     at the new total); the change is logged and kept in the checkpoint's `schedule_changes`.
+    device ("cpu", "cuda", "auto") is where the network and its steps run; shuffling,
+    augmentation and mixup stay on the CPU with the same seeded streams, so a GPU run sees the
+    same batches as a CPU run, but its float results are not bit-identical to one. It is not part
+    of the config: a run may be resumed elsewhere. Each epoch's history entry records it.
     """
+    dev = resolve_device(device)
     out = Path(cfg.out_dir)
     setup_logging(out)
     torch.set_num_threads(cfg.threads)
@@ -161,12 +183,12 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
     schedule_changes: list[dict[str, int]] = []
     ckpt: dict[str, Any] = {}
     if resume and (out / LAST).is_file():
-        ckpt = torch.load(out / LAST, weights_only=False)
+        ckpt = torch.load(out / LAST, weights_only=False, map_location="cpu")
         if ckpt["config"] != asdict(cfg):
             log.info("resume: using the checkpoint's config %s (ignoring the given one)", ckpt["config"])
             cfg = TrainConfig.from_dict(ckpt["config"])
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg).to(memory_format=torch.channels_last)
+    model = build_model(cfg).to(dev, memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
                           weight_decay=cfg.weight_decay)
     # a shadow copy for the weight average; None when the run does not keep one
@@ -192,10 +214,14 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
     pixels01 = torch.from_numpy(tr.pixels).float().unsqueeze(1) / 255.0
     steps_per_epoch = math.ceil(len(tr) / cfg.batch_size)
     total, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
-    bf16 = uses_bf16(cfg.precision)
-    log.info("model ExpressionVGG(width=%d): %d params; %d training images, %d PublicTest; %d epochs x %d steps; %s%s%s%s",
+    bf16 = uses_bf16(cfg.precision, dev)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
+    log.info("model ExpressionVGG(width=%d): %d params; %d training images, %d PublicTest; %d epochs x %d steps; "
+             "%s on %s%s%s%s",
              cfg.width, count_params(model), len(tr), len(pub), cfg.epochs, steps_per_epoch,
-             "bf16 autocast" if bf16 else "fp32", f"; mixup alpha {cfg.mixup_alpha}" if cfg.mixup_alpha > 0 else "",
+             "bf16 autocast" if bf16 else "fp32", _describe(dev),
+             f"; mixup alpha {cfg.mixup_alpha}" if cfg.mixup_alpha > 0 else "",
              f"; happy-vs-sad pair loss x {cfg.pair_weight}" if cfg.pair_weight > 0 else "",
              f"; weight average (EMA) decay {cfg.ema_decay}, selected and exported" if ema is not None else "")
 
@@ -217,7 +243,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
             x, y = augment(pixels01[idx], g), targets[idx]
             if mix_rng is not None:
                 x, y = mixup(x, y, cfg.mixup_alpha, mix_rng)
-            x = normalise(x).contiguous(memory_format=torch.channels_last)  # type: ignore[attr-defined]
+            x = normalise(x).to(dev).contiguous(memory_format=torch.channels_last)  # type: ignore[attr-defined]
+            y = y.to(dev)
             loss_sum += train_step(model, opt, x, y, bf16, cfg.pair_weight) * len(idx)
             if ema is not None:
                 ema_update(ema, model, ema_decay_at(step, cfg.ema_decay))
@@ -225,7 +252,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
         entry = {"epoch": epoch + 1, "train_loss": loss_sum / len(tr), **_public_metrics(model, pub, "public_")}
         if ema is not None:
             entry.update(_public_metrics(ema, pub, "ema_public_"))
-        entry.update({"train_seconds": train_s, "img_per_s": len(tr) / train_s})
+        entry.update({"train_seconds": train_s, "img_per_s": len(tr) / train_s, "device": dev.type})
         history.append(entry)
         selected = ema if ema is not None else model  # the weights that are selected and exported
         acc = entry["ema_public_acc" if ema is not None else "public_acc"]
@@ -246,9 +273,13 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
                      entry["ema_public_acc"], entry["ema_public_nll"], entry["ema_public_happy_vs_sad"]),
                  " (best)" if improved else "", train_s, len(tr) / train_s, opt.param_groups[0]["lr"])
     if not ckpt:
-        ckpt = torch.load(out / LAST, weights_only=False)
+        ckpt = torch.load(out / LAST, weights_only=False, map_location="cpu")
     log.info("%s: best PublicTest acc %.4f", "done" if end_epoch == cfg.epochs else "stopped", best_acc)
     return ckpt
+
+
+def _describe(dev: torch.device) -> str:
+    return f"GPU {torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else "CPU"
 
 
 def _targets(cfg: TrainConfig, tr: Split) -> np.ndarray:
@@ -274,7 +305,7 @@ def _public_metrics(model: torch.nn.Module, pub: Split, prefix: str) -> dict[str
 
 def load_model(path: Path) -> tuple[ExpressionVGG, TrainConfig, dict[str, Any]]:
     """A checkpoint (best.pt or last.pt) -> eval-mode model, its config, the raw checkpoint."""
-    ckpt = torch.load(path, weights_only=False)
+    ckpt = torch.load(path, weights_only=False, map_location="cpu")
     cfg = TrainConfig.from_dict(ckpt["config"])
     model = build_model(cfg)
     model.load_state_dict(ckpt["model"])
