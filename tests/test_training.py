@@ -18,11 +18,13 @@ from affectline.inference.engine import EmotionModel  # noqa: E402
 from affectline.models.registry import ModelRegistry  # noqa: E402
 from affectline.training import cli  # noqa: E402
 from affectline.training.distill import blend_teacher, geometric_mean  # noqa: E402
+from affectline.training.data import load_split  # noqa: E402
 from affectline.training.calibrate import fit_temperature, nll_at, softmax  # noqa: E402
 from affectline.training.evaluate import expected_calibration_error  # noqa: E402
 from affectline.training.export import ServingModel, export_run  # noqa: E402
 from affectline.training.train import (  # noqa: E402
-    HAPPY, LAST, SAD, TrainConfig, ema_decay_at, ema_update, load_model, mixup, pair_loss, resolve_device, to_input,
+    HAPPY, LAST, SAD, TrainConfig, ema_decay_at, ema_update, load_model, mixup, pair_loss, resolve_device,
+    build_model, predict_logits, selection_score, to_input,
     train, uses_bf16)
 
 needs_data = pytest.mark.skipif(not FER_NPZ.is_file(), reason=f"FER2013 data not available at {FER_NPZ}")
@@ -301,3 +303,56 @@ def test_distilled_run_is_seeded_differs_and_logs_its_teachers(full_run: Path, t
     assert "distillation: teachers affectline-vgg/4 (model.onnx sha256" in log and "weight 0.5" in log
     with pytest.raises(ValueError, match="needs both teachers"):
         train(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "d"), "teacher_weight": 0.0}))
+
+
+def test_selection_score_exact_examples() -> None:
+    entry = {"public_acc": 0.70, "public_happy_vs_sad": 0.94, "public_flip_acc": 0.71,
+             "public_flip_happy_vs_sad": 0.96, "ema_public_acc": 0.69, "ema_public_happy_vs_sad": 0.955,
+             "ema_public_flip_acc": 0.72, "ema_public_flip_happy_vs_sad": 0.95}
+    cfg = TrainConfig(data="", out_dir="")
+    assert selection_score(entry, cfg, ema=False) == 0.70  # the default: plain accuracy, no floor
+    assert selection_score(entry, cfg, ema=True) == 0.69
+    flip = TrainConfig(data="", out_dir="", select_flip=True, min_happy_vs_sad=0.955)
+    assert selection_score(entry, flip, ema=False) == 0.71  # flip-averaged happy-vs-sad 0.96 >= 0.955
+    assert selection_score(entry, flip, ema=True) is None  # flip-averaged 0.95 < 0.955
+    plain_floor = TrainConfig(data="", out_dir="", min_happy_vs_sad=0.955)
+    assert selection_score(entry, plain_floor, ema=True) == 0.69  # 0.955 reaches the floor exactly
+    assert selection_score(entry, plain_floor, ema=False) is None
+
+
+@needs_data
+def test_flip_selection_with_a_floor_picks_the_best_qualifying_epoch(full_run: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(**{**tiny_cfg(tmp_path / "a").__dict__, "ema_decay": 0.9, "select_flip": True})
+    ckpt = train(cfg)
+    hist = ckpt["history"]
+    # the flip-averaged metrics are those of the average's logits on the image and its mirror
+    net = build_model(cfg)
+    net.load_state_dict(ckpt["ema"])
+    pub = load_split(FER_NPZ, "public")
+    px = pub.pixels[:TINY["eval_limit"]]
+    logits = (predict_logits(net, px) + predict_logits(net, np.ascontiguousarray(px[:, :, ::-1]))) / 2
+    assert hist[-1]["ema_public_flip_acc"] == pytest.approx(float((logits.argmax(1) == pub.labels[:len(px)]).mean()))
+    # a floor between the two epochs' flip-averaged happy-vs-sad leaves only the higher one eligible
+    hvs = [h["ema_public_flip_happy_vs_sad"] for h in hist]
+    if hvs[0] != hvs[1]:
+        floor = (hvs[0] + hvs[1]) / 2
+        strict = TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "b"), "min_happy_vs_sad": floor})
+        train(strict)
+        best = torch.load(tmp_path / "b" / "best.pt", weights_only=False)
+        assert best["epoch"] == int(np.argmax(hvs))
+        assert best["public_acc"] == hist[best["epoch"]]["ema_public_flip_acc"]
+    # a floor no epoch reaches: no best.pt, and export says why
+    none = TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "c"), "min_happy_vs_sad": 0.999999})
+    train(none)
+    assert not (tmp_path / "c" / "best.pt").exists()
+    assert "none is selected" in (tmp_path / "c" / "train.log").read_text()
+
+
+def test_min_happy_vs_sad_is_a_fraction(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = argparse.ArgumentParser()
+    cli.add_arguments(p)
+    args = p.parse_args(["--data", str(FER_NPZ), "--run-dir", str(tmp_path), "--min-happy-vs-sad", "95.5"])
+    if not FER_NPZ.is_file():
+        pytest.skip(f"FER2013 data not available at {FER_NPZ}")
+    assert cli.run(args) == 2
+    assert "fraction" in capsys.readouterr().err

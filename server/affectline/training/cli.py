@@ -62,6 +62,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "images are blended into the targets (needs --teacher-weight)")
     p.add_argument("--teacher-weight", type=float, default=d("teacher_weight"), metavar="W",
                    help="share of the teachers' distribution in the soft target, 0-1 (default: %(default)s)")
+    p.add_argument("--select-flip", action="store_true",
+                   help="select the epoch by the flip-averaged PublicTest logits of its weights (image and mirror "
+                        "image averaged, as a graph built by scripts/build_flip_averaged_model.py serves)")
+    p.add_argument("--min-happy-vs-sad", type=float, default=d("min_happy_vs_sad"), metavar="F",
+                   help="only epochs whose PublicTest happy-vs-sad (flip-averaged with --select-flip) is >= F "
+                        "(a fraction, e.g. 0.955) may be selected; the best accuracy among them wins, and a run "
+                        "where none qualifies exports nothing (default: %(default)s = no floor)")
     p.add_argument("--precision", choices=PRECISIONS, default=d("precision"),
                    help="bf16 autocast or fp32; auto picks bf16 only where the CPU has native bf16 "
                         "(AVX512-BF16/AMX) (default: %(default)s)")
@@ -106,6 +113,10 @@ def run(args: argparse.Namespace) -> int:
     from affectline.models.registry import ModelNotFoundError, ModelRegistry
     from affectline.training.distill import MODELS_ROOT, teacher_refs
 
+    if not 0 <= args.min_happy_vs_sad < 1:
+        print(f"affectline train: error: --min-happy-vs-sad is a fraction in [0, 1), e.g. 0.955, not "
+              f"{args.min_happy_vs_sad}", file=sys.stderr)
+        return 2
     try:
         refs = teacher_refs(args.teacher, args.teacher_weight)
     except ValueError:
@@ -131,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
                           batch_size=args.batch_size, lr=args.lr, ferplus_weight=args.ferplus_weight,
                           label_smoothing=args.label_smoothing, mixup_alpha=args.mixup, pair_weight=args.pair_weight,
                           ema_decay=args.ema_decay, teachers=args.teacher, teacher_weight=args.teacher_weight,
+                          select_flip=args.select_flip, min_happy_vs_sad=args.min_happy_vs_sad,
                           precision=args.precision, threads=args.threads, train_limit=args.train_limit, eval_limit=args.eval_limit)
         ckpt = train(cfg, resume=args.resume, stop_after=args.stop_after,
                      epochs=(args.epochs or 0) if args.resume else 0, device=args.device)
@@ -139,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
     if args.no_export:
         return 0
     if not (args.run_dir / BEST).is_file():
-        print(f"affectline train: error: no checkpoint {args.run_dir / BEST} to export", file=sys.stderr)
+        print(f"affectline train: error: no checkpoint {args.run_dir / BEST} to export (with --min-happy-vs-sad: "
+              "no epoch reached the floor; see RUN_DIR/train.log)", file=sys.stderr)
         return 2
     setup_logging(args.run_dir)
     export_run(args.run_dir, args.data, args.models_root, args.model_name, args.model_version)

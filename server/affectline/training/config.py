@@ -39,6 +39,13 @@ class TrainConfig:
     # soft targets with teacher_weight. "" / 0 (default) leaves runs as before.
     teachers: str = ""
     teacher_weight: float = 0.0
+    # Selection (which epoch becomes best.pt). select_flip: judge the selected weights by their
+    # flip-averaged PublicTest logits (mean over the image and its mirror, what a graph built by
+    # scripts/build_flip_averaged_model.py serves). min_happy_vs_sad > 0: only epochs whose PublicTest
+    # happy-vs-sad (flip-averaged with select_flip) reaches it may be selected; the best accuracy among
+    # them wins, and a run where none does has no best.pt. False / 0 (default) leave runs as before.
+    select_flip: bool = False
+    min_happy_vs_sad: float = 0.0
     # auto: bf16 autocast where the CPU has native bf16 (AVX512-BF16/AMX: ~2.5x faster), else fp32
     # (emulated bf16 was 13x slower on an AVX2-only CPU)
     precision: str = "auto"

@@ -137,6 +137,15 @@ def predict_logits(model: torch.nn.Module, pixels: np.ndarray, batch_size: int =
     return torch.cat(out).numpy()
 
 
+def selection_score(entry: dict[str, float], cfg: TrainConfig, ema: bool) -> float | None:
+    """An epoch's PublicTest accuracy as the selection sees it (raw or weight average, plain or
+    flip-averaged), or None when the epoch may not be selected (happy-vs-sad under the floor)."""
+    key = ("ema_public_" if ema else "public_") + ("flip_" if cfg.select_flip else "")
+    if entry[key + "happy_vs_sad"] < cfg.min_happy_vs_sad:
+        return None
+    return entry[key + "acc"]
+
+
 def _limit(split: Split, n: int) -> Split:
     return split if n <= 0 else Split(split.pixels[:n], split.labels[:n], split.votes[:n])
 
@@ -218,12 +227,13 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
     log.info("model ExpressionVGG(width=%d): %d params; %d training images, %d PublicTest; %d epochs x %d steps; "
-             "%s on %s%s%s%s",
+             "%s on %s%s%s%s%s",
              cfg.width, count_params(model), len(tr), len(pub), cfg.epochs, steps_per_epoch,
              "bf16 autocast" if bf16 else "fp32", _describe(dev),
              f"; mixup alpha {cfg.mixup_alpha}" if cfg.mixup_alpha > 0 else "",
              f"; happy-vs-sad pair loss x {cfg.pair_weight}" if cfg.pair_weight > 0 else "",
-             f"; weight average (EMA) decay {cfg.ema_decay}, selected and exported" if ema is not None else "")
+             f"; weight average (EMA) decay {cfg.ema_decay}, selected and exported" if ema is not None else "",
+             _describe_selection(cfg))
 
     ckpt = {}
     end_epoch = cfg.epochs if stop_after <= 0 else min(cfg.epochs, start_epoch + stop_after)
@@ -252,10 +262,14 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
         entry = {"epoch": epoch + 1, "train_loss": loss_sum / len(tr), **_public_metrics(model, pub, "public_")}
         if ema is not None:
             entry.update(_public_metrics(ema, pub, "ema_public_"))
+        if cfg.select_flip:
+            entry.update(_public_metrics(ema if ema is not None else model, pub,
+                                         "ema_public_flip_" if ema is not None else "public_flip_", flip=True))
         entry.update({"train_seconds": train_s, "img_per_s": len(tr) / train_s, "device": dev.type})
         history.append(entry)
         selected = ema if ema is not None else model  # the weights that are selected and exported
-        acc = entry["ema_public_acc" if ema is not None else "public_acc"]
+        score = selection_score(entry, cfg, ema is not None)
+        acc = -1.0 if score is None else score
         improved = acc > best_acc
         best_acc = max(best_acc, acc)
         ckpt = {"config": asdict(cfg), "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -266,16 +280,33 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
         if improved:
             _save_atomic({"config": asdict(cfg), "epoch": epoch, "model": selected.state_dict(), "public_acc": acc},
                          out / BEST)
-        log.info("epoch %d/%d loss %.4f PublicTest acc %.4f nll %.4f happy-vs-sad %.4f%s%s | %.0f s, %.0f img/s, lr %.4f",
+        flip = "ema_public_flip_" if ema is not None else "public_flip_"
+        log.info("epoch %d/%d loss %.4f PublicTest acc %.4f nll %.4f happy-vs-sad %.4f%s%s%s | %.0f s, %.0f img/s, "
+                 "lr %.4f",
                  epoch + 1, cfg.epochs, loss_sum / len(tr), entry["public_acc"], entry["public_nll"],
                  entry["public_happy_vs_sad"],
                  "" if ema is None else " | EMA acc %.4f nll %.4f happy-vs-sad %.4f" % (
                      entry["ema_public_acc"], entry["ema_public_nll"], entry["ema_public_happy_vs_sad"]),
+                 "" if not cfg.select_flip else " | flip-averaged acc %.4f happy-vs-sad %.4f" % (
+                     entry[flip + "acc"], entry[flip + "happy_vs_sad"]),
                  " (best)" if improved else "", train_s, len(tr) / train_s, opt.param_groups[0]["lr"])
     if not ckpt:
         ckpt = torch.load(out / LAST, weights_only=False, map_location="cpu")
-    log.info("%s: best PublicTest acc %.4f", "done" if end_epoch == cfg.epochs else "stopped", best_acc)
+    if best_acc < 0:
+        log.info("%s: no epoch reached PublicTest happy-vs-sad %.4f, so none is selected (no %s)",
+                 "done" if end_epoch == cfg.epochs else "stopped", cfg.min_happy_vs_sad, BEST)
+    else:
+        log.info("%s: best PublicTest acc %.4f", "done" if end_epoch == cfg.epochs else "stopped", best_acc)
     return ckpt
+
+
+def _describe_selection(cfg: TrainConfig) -> str:
+    if not cfg.select_flip and cfg.min_happy_vs_sad <= 0:
+        return ""
+    what = "flip-averaged " if cfg.select_flip else ""
+    floor = f" among epochs with {what}PublicTest happy-vs-sad >= {cfg.min_happy_vs_sad}" \
+        if cfg.min_happy_vs_sad > 0 else ""
+    return f"; selection: best {what}PublicTest accuracy{floor}"
 
 
 def _describe(dev: torch.device) -> str:
@@ -296,8 +327,12 @@ def _targets(cfg: TrainConfig, tr: Split) -> np.ndarray:
     return blend_teacher(targets, teacher, cfg.teacher_weight)
 
 
-def _public_metrics(model: torch.nn.Module, pub: Split, prefix: str) -> dict[str, float]:
+def _public_metrics(model: torch.nn.Module, pub: Split, prefix: str, flip: bool = False) -> dict[str, float]:
+    """Accuracy, NLL and happy-vs-sad on PublicTest; flip=True averages the logits of each image
+    and its mirror image (as the flip-averaged serving graph does before its softmax)."""
     logits = predict_logits(model, pub.pixels)
+    if flip:
+        logits = (logits + predict_logits(model, np.ascontiguousarray(pub.pixels[:, :, ::-1]))) / 2
     return {prefix + "acc": float((logits.argmax(1) == pub.labels).mean()),
             prefix + "nll": float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(pub.labels))),
             prefix + "happy_vs_sad": happy_vs_sad(logits, pub.labels)}
