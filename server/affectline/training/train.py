@@ -259,15 +259,18 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
             if ema is not None:
                 ema_update(ema, model, ema_decay_at(step, cfg.ema_decay))
         train_s = time.perf_counter() - t0
-        entry = {"epoch": epoch + 1, "train_loss": loss_sum / len(tr), **_public_metrics(model, pub, "public_")}
+        selected = ema if ema is not None else model  # the weights that are selected and exported
+        logits = predict_logits(model, pub.pixels)
+        entry = {"epoch": epoch + 1, "train_loss": loss_sum / len(tr), **_public_metrics(logits, pub, "public_")}
         if ema is not None:
-            entry.update(_public_metrics(ema, pub, "ema_public_"))
-        if cfg.select_flip:
-            entry.update(_public_metrics(ema if ema is not None else model, pub,
-                                         "ema_public_flip_" if ema is not None else "public_flip_", flip=True))
+            logits = predict_logits(ema, pub.pixels)
+            entry.update(_public_metrics(logits, pub, "ema_public_"))
+        if cfg.select_flip:  # the mean of the selected weights' logits on each image and its mirror image
+            mirrored = predict_logits(selected, np.ascontiguousarray(pub.pixels[:, :, ::-1]))
+            entry.update(_public_metrics((logits + mirrored) / 2, pub,
+                                         "ema_public_flip_" if ema is not None else "public_flip_"))
         entry.update({"train_seconds": train_s, "img_per_s": len(tr) / train_s, "device": dev.type})
         history.append(entry)
-        selected = ema if ema is not None else model  # the weights that are selected and exported
         score = selection_score(entry, cfg, ema is not None)
         acc = -1.0 if score is None else score
         improved = acc > best_acc
@@ -327,12 +330,8 @@ def _targets(cfg: TrainConfig, tr: Split) -> np.ndarray:
     return blend_teacher(targets, teacher, cfg.teacher_weight)
 
 
-def _public_metrics(model: torch.nn.Module, pub: Split, prefix: str, flip: bool = False) -> dict[str, float]:
-    """Accuracy, NLL and happy-vs-sad on PublicTest; flip=True averages the logits of each image
-    and its mirror image (as the flip-averaged serving graph does before its softmax)."""
-    logits = predict_logits(model, pub.pixels)
-    if flip:
-        logits = (logits + predict_logits(model, np.ascontiguousarray(pub.pixels[:, :, ::-1]))) / 2
+def _public_metrics(logits: np.ndarray, pub: Split, prefix: str) -> dict[str, float]:
+    """Accuracy, NLL and happy-vs-sad of PublicTest logits."""
     return {prefix + "acc": float((logits.argmax(1) == pub.labels).mean()),
             prefix + "nll": float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(pub.labels))),
             prefix + "happy_vs_sad": happy_vs_sad(logits, pub.labels)}
