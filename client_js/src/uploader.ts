@@ -1,6 +1,10 @@
 // Batches frames, encrypts each batch once and sends it as a unary PushCrops over gRPC-web.
 // A batch keeps its (seq, nonce, ciphertext) until acked, so a retry after a lost ack or a
 // server restart is byte-identical (the server answers duplicate=true and stores nothing twice).
+// Send pacing: when the server names a slot (StartSessionResponse.first_batch_in_ms, then each
+// ack's next_batch_in_ms), a batch is sealed at the slot instead of every batchSize frames, so
+// the server's sessions arrive spread over the period instead of together. The capture rate
+// and the frames' latency do not change; only where a batch starts and ends moves.
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
@@ -30,15 +34,31 @@ export class Uploader {
   private stopped = false;
   private windowStart = performance.now();
   private windowFrames = 0;
+  private slotAt = 0; // performance.now() of the server's next slot for this session; 0: not paced
 
+  /** maxFrames: the server's limit per batch; a paced batch may grow up to it if a slot is late. */
   constructor(private client: Client<typeof SessionService>, private sessionId: string, private token: string,
-              private key: CryptoKey, private batchSize: number) {}
+              private key: CryptoKey, private batchSize: number, private fps = 30,
+              private maxFrames = 2 * batchSize) {}
+
+  /** The server's pacing hint: its next slot for this session is `inMs` from now (absent: unpaced). */
+  pace(inMs: number | undefined): void {
+    if (inMs !== undefined) this.slotAt = performance.now() + inMs;
+  }
 
   add(frame: FrameIn): void {
     if (this.stopped) return;
     this.pending.push(frame);
     this.windowFrames++;
-    if (this.pending.length >= this.batchSize) void this.seal();
+    if (!this.slotAt) {
+      if (this.pending.length >= this.batchSize) void this.seal();
+      return;
+    }
+    const now = performance.now(), halfFrame = 500 / this.fps, period = (this.batchSize * 1000) / this.fps;
+    if (now >= this.slotAt - halfFrame || this.pending.length >= this.maxFrames) {
+      while (this.slotAt - halfFrame <= now) this.slotAt += period; // until the next ack names the slot again
+      void this.seal();
+    }
   }
 
   /** Seal what is pending (e.g. on pause) so no frame waits for a full batch. */
@@ -101,6 +121,7 @@ export class Uploader {
           this.stats.framesAcked += b.frames;
           this.stats.ackedSeqs.push(Number(ack.seq));
           if (ack.duplicate) this.stats.duplicates++;
+          this.pace(ack.nextBatchInMs);
           if (!this.stats.firstAckAt) this.stats.firstAckAt = performance.now();
           delay = 100;
         } catch (err) {

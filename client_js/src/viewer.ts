@@ -12,6 +12,7 @@ import { Uploader, sleep } from "./uploader";
 
 export const NOTICE_VERSION = "2026-11-22";
 const TARGET_FPS = 30;
+const FRAMES_PER_BATCH = 10; // one batch per ~333 ms at 30 fps
 const ASSETS = "/app";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -74,7 +75,7 @@ async function consent(): Promise<void> {
   try {
     const [kp] = await Promise.all([newKeyPair(), startCamera()]);
     const started = await client.startSession(create(StartSessionRequestSchema, {
-      videoId, variantId, clientPublicKey: kp.publicRaw, captureFps: TARGET_FPS,
+      videoId, variantId, clientPublicKey: kp.publicRaw, captureFps: TARGET_FPS, framesPerBatch: FRAMES_PER_BATCH,
       viewer: {
         viewerId: viewerId(),
         consent: { noticeVersion: NOTICE_VERSION, consentedAt: timestampNow(), scopes },
@@ -84,9 +85,11 @@ async function consent(): Promise<void> {
     const key = await deriveBatchKey(kp, started.serverPublicKey, started.hkdfSalt);
     session = { id: started.sessionId, token: started.sessionToken };
     stats.sessionId = session.id;
-    const perBatch = Math.min(10, started.cropSpec?.maxFramesPerBatch || 10);
+    const maxFrames = started.cropSpec?.maxFramesPerBatch || FRAMES_PER_BATCH;
+    const perBatch = Math.min(FRAMES_PER_BATCH, maxFrames);
     cropSize = started.cropSpec?.width || DEFAULT_CROP;
-    uploader = new Uploader(client, session.id, session.token, key, perBatch);
+    uploader = new Uploader(client, session.id, session.token, key, perBatch, TARGET_FPS, Math.min(maxFrames, 2 * perBatch));
+    uploader.pace(started.firstBatchInMs); // send pacing: the server's slot for this session
     stats.uploader = uploader.stats;
     await human;
     show("measuring", "Measuring. You can pause or withdraw at any time.");

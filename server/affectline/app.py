@@ -31,6 +31,7 @@ from affectline.serving.http_app import build_http_app
 from affectline.serving.pages import page_routes
 from affectline.serving.rpc_methods import ServiceBinding
 from affectline.services.analytics_service import AnalyticsService
+from affectline.services.send_pacer import SendPacer
 from affectline.services.session_service import CropSpec, SessionService
 from affectline.storage.batch_writer import GroupCommitWriter
 from affectline.storage.database import make_engine, redact_url, upgrade
@@ -135,6 +136,7 @@ def build_parts(settings: Settings) -> Parts:
         metrics=metrics,
         session_ttl=timedelta(seconds=settings.session_ttl_s),
         smoothing=SmoothingConfig.parse(settings.smoothing),
+        pacer=SendPacer() if settings.send_pacing else None,
     )
     analytics_service = AnalyticsService(store=store)
     bindings = [

@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--inference-spin", type=int, choices=(0, 1),
                        help="1: onnxruntime threads busy-wait between runs; 0: they sleep [AFFECTLINE_INFERENCE_SPIN]")
     serve.add_argument("--smoothing", help="'ema:<tau ms>' or 'none' [AFFECTLINE_SMOOTHING]")
+    serve.add_argument("--send-pacing", type=int, choices=(0, 1),
+                       help="1: tell each session when to send its next batch, spreading sessions evenly over "
+                            "their batch period; 0: no hints [AFFECTLINE_SEND_PACING]")
 
     db = sub.add_parser("db", help="database schema commands")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
@@ -127,6 +130,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         inference_threads=getattr(args, "inference_threads", None),
         inference_runs_per_worker=getattr(args, "inference_runs_per_worker", None),
         smoothing=getattr(args, "smoothing", None),
+        send_pacing=getattr(args, "send_pacing", None),
         inference_spin=getattr(args, "inference_spin", None),
     )
 

@@ -51,6 +51,9 @@ class Settings:
     inference_spin: int = 0
     # Temporal smoothing of each session's probabilities: "ema:<tau ms>" or "none".
     smoothing: str = "ema:250"
+    # Send pacing (services/send_pacer.py): 1 gives each session that announces its batch size a
+    # slot in its batch period, so batches arrive spread out instead of queueing behind each other.
+    send_pacing: int = 1
     # Largest CropBatch a client may send.
     max_frames_per_batch: int = 64
     session_ttl_s: int = 4 * 3600

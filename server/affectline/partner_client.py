@@ -35,6 +35,7 @@ def start_request(
     scopes: Sequence[str] = ("emotion", "attention"),
     notice_version: str = "2026-11-01",
     capture_fps: float = 30.0,
+    frames_per_batch: int = 0,
     age_band: str = "",
     gender: str = "",
     region: str = "",
@@ -44,6 +45,7 @@ def start_request(
         variant_id=variant_id,
         client_public_key=crypto.public_key_bytes(private_key.public_key()),
         capture_fps=capture_fps,
+        frames_per_batch=frames_per_batch,
     )
     request.viewer.viewer_id = viewer_id
     request.viewer.consent.notice_version = notice_version

@@ -179,7 +179,8 @@ def sweep(args: argparse.Namespace, faces: np.ndarray) -> int:
             knobs = [f"--max-batch-size={size}", f"--max-queue-delay-ms={delay}", *args.server_arg]
             with served(args.model, knobs) as target:
                 r = run_load(LoadSpec(target, args.sweep_sessions, args.duration, paced=True,
-                                      frames_per_batch=args.frames_per_batch, transport=args.transport, warmup_s=args.warmup), args.clients, faces)
+                                      frames_per_batch=args.frames_per_batch, transport=args.transport,
+                                      warmup_s=args.warmup, pacing=args.pacing), args.clients, faces)
             lat = r.latencies_s
             print(f"{size:>9} {delay:>8g} {r.steady_fps:>9,.0f} {percentile(lat, 50) * 1000:>7.1f} "
                   f"{percentile(lat, 95) * 1000:>7.1f} {percentile(lat, 99) * 1000:>7.1f} {sum(r.errors.values()):>6}",
@@ -222,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--transport", choices=("unary", "stream"), default="unary",
                     help="unary: one PushCrops call per batch, as browsers must; stream: one StreamCrops "
                          "stream per session, as native gRPC partners may (default: unary)")
+    ap.add_argument("--pacing", choices=("server", "random"), default="server",
+                    help="paced steps: server: sessions send in the slots the server's answers name (send "
+                         "pacing, as the browser client does); random: each session keeps an independent random "
+                         "phase, as clients that ignore the hints do (default: server)")
     ap.add_argument("--server-arg", action="append", default=[], help="extra `affectline serve` argument (repeatable)")
     ap.add_argument("--sweep", action="store_true",
                     help="instead: serve a fixed paced load under each max-batch-size x max-queue-delay setting")
@@ -246,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         return sweep(args, load_faces(model.crop_size[0])[0])  # crops of the size the server asks for
     timed = f" (timed here, crops/s: {describe_timings(model.variant_timings)})" if model.variant_timings else ""
     print(f"machine: {os.cpu_count()} cores; model {args.model}, variant {model.variant} (as served){timed}; "
-          f"{args.transport} calls, {args.frames_per_batch} frames per batch", flush=True)
+          f"{args.transport} calls, {args.frames_per_batch} frames per batch, {args.pacing} phases", flush=True)
     print("[1/5] raw model ceiling (onnxruntime on pre-made tensors)...", flush=True)
     points = measure_ceiling(model, seconds=args.ceiling_seconds)
     if (os.cpu_count() or 1) > 1:  # the workers' layout: one single-threaded session per core
@@ -278,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
             def run_step(n: int, label: str = "") -> bool:
                 nonlocal capacity, capacity_result, capacity_local, first_failed
                 spec = LoadSpec(target, n, args.duration, paced=True, frames_per_batch=args.frames_per_batch,
-                                transport=args.transport, video_id=f"bench-paced-{n}", warmup_s=args.warmup)
+                                transport=args.transport, video_id=f"bench-paced-{n}", warmup_s=args.warmup,
+                                pacing=args.pacing)
                 runs = []
                 for _ in range(args.repeats):
                     runs.append(run_load(spec, args.clients, faces))

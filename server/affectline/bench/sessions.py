@@ -31,6 +31,9 @@ class LoadSpec:
     paced: bool = True
     video_id: str = "bench"
     transport: str = "unary"  # "unary": one PushCrops call per batch (the browser's way); "stream": StreamCrops
+    # "server": paced sessions announce their batch size and send in the slots the server's
+    # answers name, as the browser client does; "random": each keeps its own random phase.
+    pacing: str = "server"
     # Batches sent in the first warmup_s of a step (all sessions starting at once: handshakes,
     # first batches) are counted as frames but kept out of the steady-state latency and rate.
     warmup_s: float = 2.0
@@ -72,13 +75,26 @@ def session_phase(index: int) -> float:
     return random.Random(index).random()
 
 
+def follow_slot(next_at: float, slot_at: float, period: float) -> float:
+    """Moves a session's next send time towards the slot the server named (both on one clock),
+    by at most a tenth of the period per batch (one frame of a 10-frame batch), so that the
+    session's frame rate stays what it is while its phase converges."""
+    delta = (slot_at - next_at + period / 2) % period - period / 2
+    return next_at + max(-period / 10, min(period / 10, delta))
+
+
 async def _one_session(stub, spec: LoadSpec, faces: np.ndarray, index: int, steady_at: float, stop_at: float,
                        result: LoadResult) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    started = await stub.StartSession(start_request(key, video_id=spec.video_id, viewer_id=f"bench-{index}"))
+    follow = spec.paced and spec.pacing == "server"
+    started = await stub.StartSession(start_request(
+        key, video_id=spec.video_id, viewer_id=f"bench-{index}", frames_per_batch=spec.frames_per_batch if follow else 0))
     session = ClientSession.open(key, started)
     batch_period = spec.frames_per_batch / spec.fps
-    next_at = time.perf_counter() + session_phase(index) * batch_period
+    if follow and started.HasField("first_batch_in_ms"):
+        next_at = time.perf_counter() + started.first_batch_in_ms / 1000
+    else:
+        next_at = time.perf_counter() + session_phase(index) * batch_period
     frame_no = 0
     stream = stub.StreamCrops() if spec.transport == "stream" else None
     while True:
@@ -108,6 +124,8 @@ async def _one_session(stub, spec: LoadSpec, faces: np.ndarray, index: int, stea
             if stream is not None:  # a failed stream is over: continue on a new one
                 stream = stub.StreamCrops()
             continue
+        if follow and ack.HasField("next_batch_in_ms"):
+            next_at = follow_slot(next_at, time.perf_counter() + ack.next_batch_in_ms / 1000, batch_period)
         if t0 >= steady_at:
             result.latencies_s.append(time.perf_counter() - t0)
             result.steady_frames += len(ack.results)

@@ -28,6 +28,7 @@ from affectline.inference.smoothing import EmaState, SmoothingConfig, smooth_bat
 from affectline.metrics import Metrics
 from affectline.services.live_sessions import LiveSession, LiveSessions
 from affectline.services.proto_convert import add_frame_results, from_timestamp, scores_message, timestamp, top_emotion
+from affectline.services.send_pacer import SendPacer
 from affectline.storage.batch_writer import GroupCommitWriter
 from affectline.storage.records import BatchRecord, ConsentInfo, FrameRecord, SessionRecord, ViewerInfo
 from affectline.storage.timeline_store import TimelineStore
@@ -89,6 +90,7 @@ class SessionService:
         metrics: Metrics,
         session_ttl: timedelta,
         smoothing: SmoothingConfig = SmoothingConfig(),
+        pacer: SendPacer | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ) -> None:
         self._store = store
@@ -99,6 +101,7 @@ class SessionService:
         self._metrics = metrics
         self._ttl = session_ttl
         self._smoothing = smoothing
+        self._pacer = pacer  # None: no send pacing hints
         self._now = now
         self._sessions = LiveSessions(store, key_wrapper, self._io)
         # Labelled counters used on every batch, looked up once.
@@ -160,7 +163,7 @@ class SessionService:
         self._sessions.add(record, key)
         self._metrics.active_sessions.inc()
         spec = self._spec
-        return session_pb2.StartSessionResponse(
+        response = session_pb2.StartSessionResponse(
             session_id=session_id,
             server_public_key=server_public,
             hkdf_salt=salt,
@@ -171,6 +174,10 @@ class SessionService:
             expires_at=timestamp(record.expires_at),
             session_token=token,
         )
+        period = SendPacer.period_for(fps, request.frames_per_batch)
+        if self._pacer is not None and period is not None:
+            response.first_batch_in_ms = round(self._pacer.join(session_id, period) * 1000)
+        return response
 
     # --- PushCrops / StreamCrops ----------------------------------------------------------
 
@@ -320,10 +327,13 @@ class SessionService:
         batch.Clear()
         return records
 
-    @staticmethod
-    def _ack(seq: int, frames: tuple[FrameRecord, ...] | list[FrameRecord], live: LiveSession, *, duplicate: bool) -> session_pb2.PushCropsResponse:
+    def _ack(self, seq: int, frames: tuple[FrameRecord, ...] | list[FrameRecord], live: LiveSession, *, duplicate: bool) -> session_pb2.PushCropsResponse:
         response = session_pb2.PushCropsResponse(seq=seq, duplicate=duplicate, frames_accepted_total=live.frames_accepted)
         add_frame_results(frames, response)
+        if self._pacer is not None:
+            delay = self._pacer.next_send_in(live.record.session_id)
+            if delay is not None:
+                response.next_batch_in_ms = round(delay * 1000)
         return response
 
     # --- EndSession ---------------------------------------------------------------------
@@ -336,6 +346,8 @@ class SessionService:
             live.record = record
             summary = await self._io(self._store.session_summary, record.session_id)
         self._sessions.forget(record.session_id)
+        if self._pacer is not None:
+            self._pacer.leave(record.session_id)
         if was_open:
             self._metrics.active_sessions.dec()
         return session_pb2.EndSessionResponse(

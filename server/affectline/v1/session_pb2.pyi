@@ -41,18 +41,20 @@ class ViewerDescriptor(_message.Message):
     def __init__(self, viewer_id: _Optional[str] = ..., consent: _Optional[_Union[ConsentRecord, _Mapping]] = ..., demographics: _Optional[_Union[Demographics, _Mapping]] = ...) -> None: ...
 
 class StartSessionRequest(_message.Message):
-    __slots__ = ("video_id", "variant_id", "viewer", "client_public_key", "capture_fps")
+    __slots__ = ("video_id", "variant_id", "viewer", "client_public_key", "capture_fps", "frames_per_batch")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
     VIEWER_FIELD_NUMBER: _ClassVar[int]
     CLIENT_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_FPS_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_PER_BATCH_FIELD_NUMBER: _ClassVar[int]
     video_id: str
     variant_id: str
     viewer: ViewerDescriptor
     client_public_key: bytes
     capture_fps: float
-    def __init__(self, video_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., viewer: _Optional[_Union[ViewerDescriptor, _Mapping]] = ..., client_public_key: _Optional[bytes] = ..., capture_fps: _Optional[float] = ...) -> None: ...
+    frames_per_batch: int
+    def __init__(self, video_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., viewer: _Optional[_Union[ViewerDescriptor, _Mapping]] = ..., client_public_key: _Optional[bytes] = ..., capture_fps: _Optional[float] = ..., frames_per_batch: _Optional[int] = ...) -> None: ...
 
 class CropSpec(_message.Message):
     __slots__ = ("width", "height", "channels", "pixel_format", "max_frames_per_batch", "model")
@@ -71,20 +73,22 @@ class CropSpec(_message.Message):
     def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., channels: _Optional[int] = ..., pixel_format: _Optional[str] = ..., max_frames_per_batch: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
 
 class StartSessionResponse(_message.Message):
-    __slots__ = ("session_id", "server_public_key", "hkdf_salt", "crop_spec", "expires_at", "session_token")
+    __slots__ = ("session_id", "server_public_key", "hkdf_salt", "crop_spec", "expires_at", "session_token", "first_batch_in_ms")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SERVER_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     HKDF_SALT_FIELD_NUMBER: _ClassVar[int]
     CROP_SPEC_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FIRST_BATCH_IN_MS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     server_public_key: bytes
     hkdf_salt: bytes
     crop_spec: CropSpec
     expires_at: _timestamp_pb2.Timestamp
     session_token: str
-    def __init__(self, session_id: _Optional[str] = ..., server_public_key: _Optional[bytes] = ..., hkdf_salt: _Optional[bytes] = ..., crop_spec: _Optional[_Union[CropSpec, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., session_token: _Optional[str] = ...) -> None: ...
+    first_batch_in_ms: int
+    def __init__(self, session_id: _Optional[str] = ..., server_public_key: _Optional[bytes] = ..., hkdf_salt: _Optional[bytes] = ..., crop_spec: _Optional[_Union[CropSpec, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., session_token: _Optional[str] = ..., first_batch_in_ms: _Optional[int] = ...) -> None: ...
 
 class PushCropsRequest(_message.Message):
     __slots__ = ("session_id", "session_token", "seq", "nonce", "ciphertext")
@@ -141,16 +145,18 @@ class FrameResult(_message.Message):
     def __init__(self, video_time_ms: _Optional[int] = ..., face_present: _Optional[bool] = ..., scores: _Optional[_Union[_common_pb2.EmotionScores, _Mapping]] = ..., top_emotion: _Optional[_Union[_common_pb2.Emotion, str]] = ..., smoothed_scores: _Optional[_Union[_common_pb2.EmotionScores, _Mapping]] = ...) -> None: ...
 
 class PushCropsResponse(_message.Message):
-    __slots__ = ("seq", "duplicate", "results", "frames_accepted_total")
+    __slots__ = ("seq", "duplicate", "results", "frames_accepted_total", "next_batch_in_ms")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     FRAMES_ACCEPTED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    NEXT_BATCH_IN_MS_FIELD_NUMBER: _ClassVar[int]
     seq: int
     duplicate: bool
     results: _containers.RepeatedCompositeFieldContainer[FrameResult]
     frames_accepted_total: int
-    def __init__(self, seq: _Optional[int] = ..., duplicate: _Optional[bool] = ..., results: _Optional[_Iterable[_Union[FrameResult, _Mapping]]] = ..., frames_accepted_total: _Optional[int] = ...) -> None: ...
+    next_batch_in_ms: int
+    def __init__(self, seq: _Optional[int] = ..., duplicate: _Optional[bool] = ..., results: _Optional[_Iterable[_Union[FrameResult, _Mapping]]] = ..., frames_accepted_total: _Optional[int] = ..., next_batch_in_ms: _Optional[int] = ...) -> None: ...
 
 class EndSessionRequest(_message.Message):
     __slots__ = ("session_id", "session_token", "reason")
