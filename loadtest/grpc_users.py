@@ -17,9 +17,9 @@ from affectline.partner_client import ClientSession, start_request
 from affectline.v1 import session_pb2, session_pb2_grpc
 from cryptography.hazmat.primitives.asymmetric import ec
 from gevent.queue import Queue
-from locust import User, constant_pacing, task
+from locust import User, task
 from locust.env import Environment
-from viewer import Playback, before_end, shielded
+from viewer import Playback, SendClock, before_end, hint, shielded
 
 PUSH = "/affectline.v1.SessionService/PushCrops"
 STREAM = "/affectline.v1.SessionService/StreamCrops"
@@ -60,15 +60,17 @@ class GrpcViewerUser(User):
         self.channel = grpc.intercept_channel(grpc.insecure_channel(o.grpc_target), LocustInterceptor(environment))
         self.stub = session_pb2_grpc.SessionServiceStub(self.channel)
         self.session: ClientSession | None = None
+        self.clock = SendClock(self.playback.frames_per_batch / self.playback.fps)
+        self.paced_start = False  # the server named a slot for the first batch of this session
 
-    def wait_time(self) -> float:  # one batch per frames_per_batch / fps seconds: the capture rate
-        return constant_pacing(self.playback.frames_per_batch / self.playback.fps)(self)
+    def wait_time(self) -> float:  # one batch per frames_per_batch / fps seconds, in the server's slot
+        return self.clock.wait()
 
     def start_session(self) -> ClientSession | None:
         self.playback.restart()
         key = ec.generate_private_key(ec.SECP256R1())
         request = start_request(key, video_id=self.playback.video_id, viewer_id=self.playback.viewer_id,
-                                capture_fps=self.playback.fps)
+                                capture_fps=self.playback.fps, frames_per_batch=self.playback.frames_per_batch)
         try:
             response = self.stub.StartSession(request)
         except grpc.RpcError:
@@ -76,6 +78,7 @@ class GrpcViewerUser(User):
         tally.COUNTS["sessions_started"] += 1
         tally.RECENT_SESSIONS.append(response.session_id)
         self.playback.crop_size = response.crop_spec.width or self.playback.crop_size
+        self.paced_start = self.clock.started(hint(response, "first_batch_in_ms"))
         return ClientSession.open(key, response)
 
     def end_session(self) -> None:
@@ -97,8 +100,8 @@ class GrpcViewerUser(User):
     def _task(self) -> None:
         if self.session is None:
             self.session = self.start_session()
-            if self.session is None:
-                return
+            if self.session is None or self.paced_start:
+                return  # the first batch goes out in the server's slot, after wait_time
         session = self.session
         shielded(lambda: self.push(session, self.playback))
         if self.playback.finished:
@@ -106,11 +109,13 @@ class GrpcViewerUser(User):
 
     def push(self, session: ClientSession, playback: Playback) -> None:
         frames = playback.next_frames()
+        self.clock.sending()
         try:
             ack = self.stub.PushCrops(session.push_request(frames, achieved_fps=playback.fps))
         except grpc.RpcError:
             self.session = None  # a failed batch leaves a seq gap; start over with a new session
             return
+        self.clock.acked(hint(ack, "next_batch_in_ms"))
         count_ack(ack)
 
 
@@ -152,6 +157,7 @@ class GrpcStreamPartnerUser(GrpcViewerUser):
             self.acks = self.stub.StreamCrops(self._requests(self.outbox))
         frames = playback.next_frames()
         request = session.push_request(frames, achieved_fps=playback.fps)
+        self.clock.sending()
         started = time.perf_counter()
         exception: BaseException | None = None
         ack = None
@@ -169,4 +175,5 @@ class GrpcStreamPartnerUser(GrpcViewerUser):
             self.outbox = Queue()
             self.session = None
             return
+        self.clock.acked(hint(ack, "next_batch_in_ms"))
         count_ack(ack)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import gevent
-from affectline.partner_client import Frame
+from affectline.partner_client import Frame, follow_slot
 from crops import CropPool, load_pool
 
 NO_FACE_EVERY = 20  # ~5 % of frames: the viewer looked away (face_present = false, no crop)
@@ -54,6 +55,37 @@ class Playback:
             )
             for i, crop in enumerate(p.take(start + hash(self.viewer_id), self.frames_per_batch))
         ]
+
+
+@dataclass
+class SendClock:
+    """When a viewer's next batch goes out: one per period, moved towards the slot the server's
+    answers name (send pacing, as the browser client does). Locust's wait_time asks it."""
+
+    period_s: float
+    next_at: float = 0.0
+
+    def started(self, first_batch_in_ms: int | None) -> bool:
+        """After StartSession; True when the server named a slot (the first batch waits for it)."""
+        if first_batch_in_ms is None:
+            return False
+        self.next_at = time.monotonic() + first_batch_in_ms / 1000
+        return True
+
+    def sending(self) -> None:
+        now = time.monotonic()
+        self.next_at = (self.next_at if self.next_at > now - self.period_s else now) + self.period_s
+
+    def acked(self, next_batch_in_ms: int | None) -> None:
+        if next_batch_in_ms is not None:
+            self.next_at = follow_slot(self.next_at, time.monotonic() + next_batch_in_ms / 1000, self.period_s)
+
+    def wait(self) -> float:
+        return max(0.0, self.next_at - time.monotonic())
+
+
+def hint(message, field: str) -> int | None:
+    return getattr(message, field) if message.HasField(field) else None
 
 
 def before_end(playback: Playback) -> None:

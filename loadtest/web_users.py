@@ -20,9 +20,9 @@ from affectline.partner_client import ClientSession, start_request
 from affectline.v1 import session_pb2
 from cryptography.hazmat.primitives.asymmetric import ec
 from geventhttpclient import HTTPClient
-from locust import User, between, constant_pacing, task
+from locust import User, between, task
 from locust.env import Environment
-from viewer import Playback, before_end, shielded
+from viewer import Playback, SendClock, before_end, hint, shielded
 
 GRPC_WEB_HEADERS = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1", "accept": "application/grpc-web+proto"}
 TRAILER_FLAG = 0x80
@@ -99,9 +99,10 @@ class GrpcWebViewerUser(HttpRpcUser):
         o = environment.parsed_options
         self.playback = Playback(o.fps, o.frames_per_batch, o.video_seconds, o.video_id)
         self.session: ClientSession | None = None
+        self.clock = SendClock(self.playback.frames_per_batch / self.playback.fps)
 
-    def wait_time(self) -> float:
-        return constant_pacing(self.playback.frames_per_batch / self.playback.fps)(self)
+    def wait_time(self) -> float:  # one batch per frames_per_batch / fps seconds, in the server's slot
+        return self.clock.wait()
 
     def rpc(self, method: str, request: Any, response_type: type) -> Any:
         body, _ = self.call("grpc-web", f"grpc-web {method}", f"/affectline.v1.SessionService/{method}",
@@ -115,7 +116,8 @@ class GrpcWebViewerUser(HttpRpcUser):
             key = ec.generate_private_key(ec.SECP256R1())
             try:
                 started = self.rpc("StartSession", start_request(key, video_id=self.playback.video_id,
-                                   viewer_id=self.playback.viewer_id, capture_fps=self.playback.fps),
+                                   viewer_id=self.playback.viewer_id, capture_fps=self.playback.fps,
+                                   frames_per_batch=self.playback.frames_per_batch),
                                    session_pb2.StartSessionResponse)
             except (RpcFailed, OSError, gevent.Timeout):
                 return
@@ -123,16 +125,20 @@ class GrpcWebViewerUser(HttpRpcUser):
             tally.RECENT_SESSIONS.append(started.session_id)
             self.playback.crop_size = started.crop_spec.width or self.playback.crop_size
             self.session = ClientSession.open(key, started)
+            if self.clock.started(hint(started, "first_batch_in_ms")):
+                return  # the first batch goes out in the server's slot, after wait_time
         shielded(self._push)
 
     def _push(self) -> None:
         assert self.session is not None
         frames = self.playback.next_frames()
+        self.clock.sending()
         try:
             ack = self.rpc("PushCrops", self.session.push_request(frames, self.playback.fps), session_pb2.PushCropsResponse)
         except (RpcFailed, OSError, gevent.Timeout):
             self.session = None
             return
+        self.clock.acked(hint(ack, "next_batch_in_ms"))
         if ack.duplicate:
             tally.COUNTS["duplicate_acks"] += 1
         else:

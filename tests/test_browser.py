@@ -69,12 +69,13 @@ def test_consent_measure_and_zero_loss_across_restart(server, browser):
     up = stats["uploader"]
     print("browser stats:", {k: stats[k] for k in ("fps", "detectMsAvg", "cropMsAvg", "cropEncryptMsPerFrame",
                                                   "firstAckMs", "framesCaptured", "framesWithFace", "detectEvery")},
-          {k: up[k] for k in ("sealed", "acked", "framesAcked", "duplicates", "retries", "dropped")})
+          {k: up[k] for k in ("sealed", "acked", "framesAcked", "duplicates", "retries", "dropped", "pacingHints")})
     sid = stats["sessionId"]
     seqs = [r[0] for r in db_rows(server, "SELECT seq FROM batches WHERE session_id=? ORDER BY seq", sid)]
     frames = db_rows(server, "SELECT video_time_ms, face_present, " + ", ".join(f"p_{e}" for e in EMOTIONS)
                      + " FROM frames WHERE session_id=? ORDER BY seq, frame_index", sid)
     assert up["dropped"] == 0 and up["retries"] >= 1
+    assert up["pacingHints"] >= 2, "the page announced its batch size and followed the server's send slots"
     assert seqs == list(range(up["sealed"])), "no seq gap"
     assert len(frames) == up["framesAcked"] == stats["framesCaptured"], "acked == stored == captured"
     times = [f[0] for f in frames]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from affectline.bench.sessions import follow_slot
+from affectline.partner_client import follow_slot
 from affectline.services.send_pacer import SendPacer
 
 P = 1 / 3  # 10 frames at 30 fps

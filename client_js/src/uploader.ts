@@ -26,7 +26,7 @@ const RETRYABLE = new Set([Code.Unavailable, Code.Unknown, Code.DeadlineExceeded
 
 export class Uploader {
   stats = { sealed: 0, acked: 0, framesAcked: 0, duplicates: 0, retries: 0, dropped: 0, backoffs: 0,
-    encryptMsTotal: 0, firstAckAt: 0, lastError: "", ackedSeqs: [] as number[] };
+    encryptMsTotal: 0, firstAckAt: 0, pacingHints: 0, lastError: "", ackedSeqs: [] as number[] };
   private pending: FrameIn[] = [];
   private queue: Sealed[] = [];
   private seq = 0n;
@@ -43,7 +43,9 @@ export class Uploader {
 
   /** The server's pacing hint: its next slot for this session is `inMs` from now (absent: unpaced). */
   pace(inMs: number | undefined): void {
-    if (inMs !== undefined) this.slotAt = performance.now() + inMs;
+    if (inMs === undefined) return;
+    this.slotAt = performance.now() + inMs;
+    this.stats.pacingHints++;
   }
 
   add(frame: FrameIn): void {

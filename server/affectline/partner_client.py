@@ -103,3 +103,13 @@ def crop_batch(frames: Iterable[Frame], achieved_fps: float = 30.0) -> session_p
         if f.head_yaw_deg is not None:
             frame.head_yaw_deg = f.head_yaw_deg
     return batch
+
+
+def follow_slot(next_at: float, slot_at: float, period: float) -> float:
+    """Send pacing for a timer-paced client: moves its next send time `next_at` towards the slot
+    the server named (`slot_at`: receive time + next_batch_in_ms, on the same clock), by at most a
+    tenth of the period per batch (one frame of a 10-frame batch), so the client's frame rate
+    stays what it is while its phase converges. A browser moves its batch boundary instead."""
+    delta = (slot_at - next_at + period / 2) % period - period / 2
+    return next_at + max(-period / 10, min(period / 10, delta))
+

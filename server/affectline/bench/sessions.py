@@ -17,7 +17,7 @@ import grpc
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from affectline.partner_client import ClientSession, Frame, start_request
+from affectline.partner_client import ClientSession, Frame, follow_slot, start_request
 from affectline.v1 import session_pb2_grpc
 
 
@@ -73,14 +73,6 @@ def session_phase(index: int) -> float:
     any step of fewer than 97 sessions into the start of each period: bursts several times the
     step's mean rate, and p99s that said more about the bench than the server.)"""
     return random.Random(index).random()
-
-
-def follow_slot(next_at: float, slot_at: float, period: float) -> float:
-    """Moves a session's next send time towards the slot the server named (both on one clock),
-    by at most a tenth of the period per batch (one frame of a 10-frame batch), so that the
-    session's frame rate stays what it is while its phase converges."""
-    delta = (slot_at - next_at + period / 2) % period - period / 2
-    return next_at + max(-period / 10, min(period / 10, delta))
 
 
 async def _one_session(stub, spec: LoadSpec, faces: np.ndarray, index: int, steady_at: float, stop_at: float,
