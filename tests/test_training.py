@@ -24,11 +24,14 @@ from affectline.training.evaluate import expected_calibration_error  # noqa: E40
 from affectline.training.export import ServingModel, export_run  # noqa: E402
 from affectline.training.train import (  # noqa: E402
     HAPPY, LAST, SAD, TrainConfig, ema_decay_at, ema_update, load_model, mixup, pair_loss, resolve_device,
-    build_model, predict_logits, selection_score, to_input,
-    train, uses_bf16)
+    build_model, choose_bf16, predict_logits, selection_score, step_rates, to_input,
+    train)
+from affectline.training import train as train_module  # noqa: E402
 
 needs_data = pytest.mark.skipif(not FER_NPZ.is_file(), reason=f"FER2013 data not available at {FER_NPZ}")
-TINY = {"epochs": 2, "width": 4, "train_limit": 256, "eval_limit": 128, "batch_size": 64, "seed": 7}
+# fp32: "auto" would time both precisions first, and a near-tie at width 4 could pick either
+TINY = {"epochs": 2, "width": 4, "train_limit": 256, "eval_limit": 128, "batch_size": 64, "seed": 7,
+        "precision": "fp32"}
 
 
 def tiny_cfg(out: Path) -> TrainConfig:
@@ -137,14 +140,55 @@ def test_resume_can_change_the_schedule_length(tmp_path: Path) -> None:
     assert manifest["training"]["schedule_changes"] == ckpt["schedule_changes"]
 
 
-def test_precision_choice_and_checkpoints_from_before_it() -> None:
-    assert uses_bf16("bf16") and not uses_bf16("fp32")
+def test_precision_choice_and_checkpoints_from_before_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    def untimed() -> dict[str, float]:
+        raise AssertionError("timed although the choice needs no timing")
+
+    assert choose_bf16("bf16", rates=untimed) == (True, "as asked")
+    assert choose_bf16("fp32", rates=untimed) == (False, "as asked")
     with pytest.raises(ValueError, match="precision must be one of"):
-        uses_bf16("fp16")
+        choose_bf16("fp16")
+    # auto without native bf16: fp32, no timing (emulated bf16 is an order of magnitude slower)
+    monkeypatch.setattr(train_module, "native_bf16", lambda device=None: False)
+    assert choose_bf16("auto", rates=untimed) == (False, "auto: no native bf16 on this CPU")
+    # auto with native bf16: the faster here, fp32 unless bf16 wins by more than 10 %
+    monkeypatch.setattr(train_module, "native_bf16", lambda device=None: True)
+    assert choose_bf16("auto", rates=lambda: {"fp32": 145.0, "bf16": 105.0}) == (
+        False, "auto: one training step timed here, img/s fp32 145, bf16 105")
+    assert choose_bf16("auto", rates=lambda: {"fp32": 97.0, "bf16": 239.0})[0] is True
+    assert choose_bf16("auto", rates=lambda: {"fp32": 100.0, "bf16": 110.0})[0] is False
+    assert choose_bf16("auto", rates=lambda: {"fp32": 100.0, "bf16": 110.5})[0] is True
     # runs recorded before the field existed trained in fp32; new configs default to auto
     assert TrainConfig.from_dict({"data": "d", "out_dir": "o", "unknown": 1}).precision == "fp32"
     assert TrainConfig(data="d", out_dir="o").precision == "auto"
     assert build_args(["--precision", "fp32"]).precision == "fp32"
+
+
+def test_step_rates_times_both_precisions() -> None:
+    rates = step_rates(width=2, batch_size=8, rounds=1)
+    assert list(rates) == ["fp32", "bf16"] and all(r > 0 and math.isfinite(r) for r in rates.values())
+
+
+@needs_data
+def test_auto_precision_is_timed_once_and_kept_on_resume(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(train_module, "native_bf16", lambda device=None: True)
+    timings: list[tuple[int, int]] = []
+
+    def fake_rates(width: int, batch_size: int, device: torch.device) -> dict[str, float]:
+        timings.append((width, batch_size))
+        return {"fp32": 100.0, "bf16": 250.0}
+
+    monkeypatch.setattr(train_module, "step_rates", fake_rates)
+    cfg = TrainConfig(**{**tiny_cfg(tmp_path).__dict__, "precision": "auto"})
+    ckpt = train(cfg, stop_after=1)
+    assert timings == [(TINY["width"], TINY["batch_size"])]  # the run's own network and batch
+    assert ckpt["bf16"] is True and ckpt["history"][0]["precision"] == "bf16"
+    assert "bf16 autocast (auto: one training step timed here, img/s fp32 100, bf16 250)" in \
+        (tmp_path / "train.log").read_text()
+    ckpt = train(cfg, resume=True)  # not timed again: the run keeps its precision
+    assert timings == [(TINY["width"], TINY["batch_size"])]
+    assert [e["precision"] for e in ckpt["history"]] == ["bf16", "bf16"]
+    assert "bf16 autocast (as the run started)" in (tmp_path / "train.log").read_text()
 
 
 def test_device_choice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -175,11 +219,14 @@ def test_run_records_its_device_and_matches_the_default(full_run: Path, tmp_path
 
 
 @needs_data
-def test_fp32_run_is_logged_as_fp32(tmp_path: Path) -> None:
-    cfg = TrainConfig(**{**tiny_cfg(tmp_path).__dict__, "precision": "fp32", "epochs": 1})
-    ckpt = train(cfg)
-    assert ckpt["config"]["precision"] == "fp32" and math.isfinite(ckpt["history"][0]["train_loss"])
-    assert "; fp32" in (tmp_path / "train.log").read_text()
+def test_precision_runs_are_logged_and_recorded(tmp_path: Path) -> None:
+    for precision in ("fp32", "bf16"):
+        cfg = TrainConfig(**{**tiny_cfg(tmp_path / precision).__dict__, "precision": precision, "epochs": 1})
+        ckpt = train(cfg)
+        assert ckpt["config"]["precision"] == precision and math.isfinite(ckpt["history"][0]["train_loss"])
+        assert ckpt["bf16"] is (precision == "bf16") and ckpt["history"][0]["precision"] == precision
+        assert f"; {'bf16 autocast' if precision == 'bf16' else 'fp32'} (as asked) on CPU" in \
+            (tmp_path / precision / "train.log").read_text()
 
 
 def test_mixup_blends_images_and_targets_with_one_lambda() -> None:

@@ -70,8 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(a fraction, e.g. 0.955) may be selected; the best accuracy among them wins, and a run "
                         "where none qualifies exports nothing (default: %(default)s = no floor)")
     p.add_argument("--precision", choices=PRECISIONS, default=d("precision"),
-                   help="bf16 autocast or fp32; auto picks bf16 only where the CPU has native bf16 "
-                        "(AVX512-BF16/AMX) (default: %(default)s)")
+                   help="bf16 autocast or fp32; auto picks bf16 only where the device has native bf16 "
+                        "(AVX512-BF16/AMX) and, on a CPU, one training step is timed faster in it at the start "
+                        "(a few seconds; logged; a resumed run keeps its precision) (default: %(default)s)")
     p.add_argument("--device", choices=DEVICES, default="cpu",
                    help="where the network trains: cpu, cuda (a CUDA build of torch and a GPU), or auto (cuda "
                         "where torch sees a GPU); augmentation stays on the CPU either way (default: %(default)s)")

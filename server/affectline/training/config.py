@@ -46,8 +46,9 @@ class TrainConfig:
     # them wins, and a run where none does has no best.pt. False / 0 (default) leave runs as before.
     select_flip: bool = False
     min_happy_vs_sad: float = 0.0
-    # auto: bf16 autocast where the CPU has native bf16 (AVX512-BF16/AMX: ~2.5x faster), else fp32
-    # (emulated bf16 was 13x slower on an AVX2-only CPU)
+    # auto: bf16 autocast where the device has native bf16 and (on a CPU) a training step is timed
+    # faster in it at the start of the run (2.3-2.9x on AVX512-BF16 EPYCs and an AMX Xeon, 0.75x on a
+    # Xeon with AVX512-BF16 but no AMX), else fp32 (emulated bf16 was 13x slower on an AVX2-only CPU)
     precision: str = "auto"
     threads: int = 2
     train_limit: int = 0  # >0: use only the first N training images (smoke tests)

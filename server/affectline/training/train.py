@@ -14,12 +14,13 @@ import math
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from affectline.inference.variant_probe import describe, fastest, time_variants
 from affectline.training.augment import augment
 from affectline.training.config import DEVICES, PRECISIONS, TrainConfig
 from affectline.training.data import Split, load_split, normalise, soft_targets
@@ -47,16 +48,58 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def uses_bf16(precision: str, device: torch.device = torch.device("cpu")) -> bool:
-    """Whether the run trains under bf16 autocast ("auto": only where the device computes bf16
-    natively: AVX512-BF16/AMX on a CPU, compute capability 8.0+ on a GPU)."""
+# "auto" trains under bf16 only where a step is measured this much faster than in fp32: near-ties
+# keep fp32, the exact path, and cannot flip the choice (and so the weights) between two starts.
+BF16_MARGIN = 0.10
+
+
+def native_bf16(device: torch.device = torch.device("cpu")) -> bool:
+    """Whether the device computes bf16 natively (AVX512-BF16/AMX on a CPU, compute capability
+    8.0+ on a GPU); emulated bf16 was 13x slower than fp32 on an AVX2-only CPU."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def step_rates(width: int, batch_size: int, device: torch.device = torch.device("cpu"),
+               rounds: int = 3) -> dict[str, float]:
+    """Images/s of one training step (train_step) of ExpressionVGG(width) on a batch of random
+    48x48 inputs, in fp32 and under bf16 autocast: a throwaway model, two untimed steps each, then
+    `rounds` interleaved timed steps each, the median. Draws from torch's global RNG."""
+    model = ExpressionVGG(width=width).to(device, memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(batch_size, 1, 48, 48).to(device).contiguous(memory_format=torch.channels_last)
+    targets = F.one_hot(torch.randint(0, 7, (batch_size,)), 7).float().to(device)
+
+    def step(bf16: bool) -> Callable[[torch.Tensor], float]:
+        return lambda batch: train_step(model, opt, batch, targets, bf16)
+
+    runs = {"fp32": step(False), "bf16": step(True)}
+    for run in runs.values():  # time_variants warms up once more: oneDNN builds its kernels on first use
+        run(x)
+    return time_variants(runs, x, rounds=rounds)
+
+
+def choose_bf16(precision: str, device: torch.device = torch.device("cpu"),
+                rates: Callable[[], dict[str, float]] | None = None) -> tuple[bool, str]:
+    """Whether the run trains under bf16 autocast, and why (for the log). "bf16"/"fp32" are taken
+    as asked. "auto": fp32 where the device has no native bf16; on a GPU with it, bf16; on a CPU
+    with it, whichever `rates()` (default: step_rates at width 32, batch 128) times faster here,
+    fp32 unless bf16 wins by more than BF16_MARGIN. Native bf16 is not enough on a CPU: on an Intel
+    Xeon with AVX512-BF16 but no AMX a width-48 step ran 103-105 img/s in bf16 against 133-145 in
+    fp32, where AMD EPYCs with AVX512-BF16 ran it 2.3-2.5x and a Xeon with AMX 2.9x faster in bf16
+    (docs/training.md)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    if precision == "auto":
-        if device.type == "cuda":
-            return bool(torch.cuda.is_bf16_supported())
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return precision == "bf16"
+    if precision != "auto":
+        return precision == "bf16", "as asked"
+    if not native_bf16(device):
+        return False, f"auto: no native bf16 on this {device.type.upper()}"
+    if device.type == "cuda":
+        return True, "auto: native bf16 on this GPU"
+    measured = (rates or (lambda: step_rates(32, 128, device)))()
+    bf16 = fastest(measured, preferred="fp32", margin=BF16_MARGIN) == "bf16"
+    return bf16, f"auto: one training step timed here, img/s {describe(measured)}"
 
 
 def pair_loss(logits: torch.Tensor, targets: torch.Tensor, a: int, b: int) -> torch.Tensor:
@@ -196,6 +239,10 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
         if ckpt["config"] != asdict(cfg):
             log.info("resume: using the checkpoint's config %s (ignoring the given one)", ckpt["config"])
             cfg = TrainConfig.from_dict(ckpt["config"])
+    if "bf16" in ckpt:  # a resumed run keeps the precision it started with
+        bf16, why = ckpt["bf16"], "as the run started"
+    else:  # before the run's own seeding: the timing draws from torch's global RNG
+        bf16, why = choose_bf16(cfg.precision, dev, lambda: step_rates(cfg.width, cfg.batch_size, dev))
     torch.manual_seed(cfg.seed)
     model = build_model(cfg).to(dev, memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
@@ -223,13 +270,12 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
     pixels01 = torch.from_numpy(tr.pixels).float().unsqueeze(1) / 255.0
     steps_per_epoch = math.ceil(len(tr) / cfg.batch_size)
     total, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
-    bf16 = uses_bf16(cfg.precision, dev)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
     log.info("model ExpressionVGG(width=%d): %d params; %d training images, %d PublicTest; %d epochs x %d steps; "
-             "%s on %s%s%s%s%s",
+             "%s (%s) on %s%s%s%s%s",
              cfg.width, count_params(model), len(tr), len(pub), cfg.epochs, steps_per_epoch,
-             "bf16 autocast" if bf16 else "fp32", _describe(dev),
+             "bf16 autocast" if bf16 else "fp32", why, _describe(dev),
              f"; mixup alpha {cfg.mixup_alpha}" if cfg.mixup_alpha > 0 else "",
              f"; happy-vs-sad pair loss x {cfg.pair_weight}" if cfg.pair_weight > 0 else "",
              f"; weight average (EMA) decay {cfg.ema_decay}, selected and exported" if ema is not None else "",
@@ -269,14 +315,15 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
             mirrored = predict_logits(selected, np.ascontiguousarray(pub.pixels[:, :, ::-1]))
             entry.update(_public_metrics((logits + mirrored) / 2, pub,
                                          "ema_public_flip_" if ema is not None else "public_flip_"))
-        entry.update({"train_seconds": train_s, "img_per_s": len(tr) / train_s, "device": dev.type})
+        entry.update({"train_seconds": train_s, "img_per_s": len(tr) / train_s, "device": dev.type,
+                      "precision": "bf16" if bf16 else "fp32"})
         history.append(entry)
         score = selection_score(entry, cfg, ema is not None)
         acc = -1.0 if score is None else score
         improved = acc > best_acc
         best_acc = max(best_acc, acc)
         ckpt = {"config": asdict(cfg), "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "history": history, "best_public_acc": best_acc, "schedule_changes": schedule_changes}
+                "history": history, "best_public_acc": best_acc, "schedule_changes": schedule_changes, "bf16": bf16}
         if ema is not None:
             ckpt["ema"] = ema.state_dict()
         _save_atomic(ckpt, out / LAST)
