@@ -49,7 +49,8 @@ def resolve_device(device: str) -> torch.device:
 
 
 # "auto" trains under bf16 only where a step is measured this much faster than in fp32: near-ties
-# keep fp32, the exact path, and cannot flip the choice (and so the weights) between two starts.
+# keep fp32, the exact path, so timing noise on a machine where both run alike does not change the
+# choice (and so the weights) from one start to the next.
 BF16_MARGIN = 0.10
 
 
