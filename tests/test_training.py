@@ -147,7 +147,7 @@ def test_precision_choice_and_checkpoints_from_before_it(monkeypatch: pytest.Mon
     assert choose_bf16("bf16", rates=untimed) == (True, "as asked")
     assert choose_bf16("fp32", rates=untimed) == (False, "as asked")
     with pytest.raises(ValueError, match="precision must be one of"):
-        choose_bf16("fp16")
+        choose_bf16("fp16", rates=untimed)
     # auto without native bf16: fp32, no timing (emulated bf16 is an order of magnitude slower)
     monkeypatch.setattr(train_module, "native_bf16", lambda device=None: False)
     assert choose_bf16("auto", rates=untimed) == (False, "auto: no native bf16 on this CPU")

@@ -81,12 +81,12 @@ def step_rates(width: int, batch_size: int, device: torch.device = torch.device(
     return time_variants(runs, x, rounds=rounds)
 
 
-def choose_bf16(precision: str, device: torch.device = torch.device("cpu"),
-                rates: Callable[[], dict[str, float]] | None = None) -> tuple[bool, str]:
+def choose_bf16(precision: str, device: torch.device = torch.device("cpu"), *,
+                rates: Callable[[], dict[str, float]]) -> tuple[bool, str]:
     """Whether the run trains under bf16 autocast, and why (for the log). "bf16"/"fp32" are taken
     as asked. "auto": fp32 where the device has no native bf16; on a GPU with it, bf16; on a CPU
-    with it, whichever `rates()` (default: step_rates at width 32, batch 128) times faster here,
-    fp32 unless bf16 wins by more than BF16_MARGIN. Native bf16 is not enough on a CPU: on an Intel
+    with it, whichever `rates()` (called only then, e.g. step_rates of the run's network) times
+    faster here, fp32 unless bf16 wins by more than BF16_MARGIN. Native bf16 is not enough on a CPU: on an Intel
     Xeon with AVX512-BF16 but no AMX a width-48 step ran 103-105 img/s in bf16 against 133-145 in
     fp32, where AMD EPYCs with AVX512-BF16 ran it 2.3-2.5x and a Xeon with AMX 2.9x faster in bf16
     (docs/training.md)."""
@@ -98,7 +98,7 @@ def choose_bf16(precision: str, device: torch.device = torch.device("cpu"),
         return False, f"auto: no native bf16 on this {device.type.upper()}"
     if device.type == "cuda":
         return True, "auto: native bf16 on this GPU"
-    measured = (rates or (lambda: step_rates(32, 128, device)))()
+    measured = rates()
     bf16 = fastest(measured, preferred="fp32", margin=BF16_MARGIN) == "bf16"
     return bf16, f"auto: one training step timed here, img/s {describe(measured)}"
 
@@ -243,7 +243,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
     if "bf16" in ckpt:  # a resumed run keeps the precision it started with
         bf16, why = ckpt["bf16"], "as the run started"
     else:  # before the run's own seeding: the timing draws from torch's global RNG
-        bf16, why = choose_bf16(cfg.precision, dev, lambda: step_rates(cfg.width, cfg.batch_size, dev))
+        bf16, why = choose_bf16(cfg.precision, dev, rates=lambda: step_rates(cfg.width, cfg.batch_size, dev))
     torch.manual_seed(cfg.seed)
     model = build_model(cfg).to(dev, memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
