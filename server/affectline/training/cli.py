@@ -62,6 +62,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "images are blended into the targets (needs --teacher-weight)")
     p.add_argument("--teacher-weight", type=float, default=d("teacher_weight"), metavar="W",
                    help="share of the teachers' distribution in the soft target, 0-1 (default: %(default)s)")
+    p.add_argument("--init-from", default=d("init_from"), metavar="MODEL",
+                   help="start from a registered model's weights (NAME/VERSION, same --width; BatchNorm statistics "
+                        "rebuilt from training images) instead of a random init, e.g. to fine-tune it")
     p.add_argument("--select-flip", action="store_true",
                    help="select the epoch by the flip-averaged PublicTest logits of its weights (image and mirror "
                         "image averaged, as a graph built by scripts/build_flip_averaged_model.py serves)")
@@ -130,6 +133,12 @@ def run(args: argparse.Namespace) -> int:
     except ModelNotFoundError as exc:
         print(f"affectline train: error: --teacher: {exc}", file=sys.stderr)
         return 2
+    if args.init_from:
+        try:
+            registry.get(args.init_from)
+        except ModelNotFoundError as exc:
+            print(f"affectline train: error: --init-from: {exc}", file=sys.stderr)
+            return 2
     if not args.export_only:
         from affectline.training.train import resolve_device
 
@@ -143,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
                           batch_size=args.batch_size, lr=args.lr, ferplus_weight=args.ferplus_weight,
                           label_smoothing=args.label_smoothing, mixup_alpha=args.mixup, pair_weight=args.pair_weight,
                           ema_decay=args.ema_decay, teachers=args.teacher, teacher_weight=args.teacher_weight,
-                          select_flip=args.select_flip, min_happy_vs_sad=args.min_happy_vs_sad,
+                          init_from=args.init_from, select_flip=args.select_flip, min_happy_vs_sad=args.min_happy_vs_sad,
                           precision=args.precision, threads=args.threads, train_limit=args.train_limit, eval_limit=args.eval_limit)
         ckpt = train(cfg, resume=args.resume, stop_after=args.stop_after,
                      epochs=(args.epochs or 0) if args.resume else 0, device=args.device)

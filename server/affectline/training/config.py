@@ -39,6 +39,9 @@ class TrainConfig:
     # soft targets with teacher_weight. "" / 0 (default) leaves runs as before.
     teachers: str = ""
     teacher_weight: float = 0.0
+    # Warm start: a registered model ("affectline-vgg/6") whose fp32 file's weights initialise the
+    # network (training.warm_start; same width) instead of a random init. "" (default): random init.
+    init_from: str = ""
     # Selection (which epoch becomes best.pt). select_flip: judge the selected weights by their
     # flip-averaged PublicTest logits (mean over the image and its mirror, what a graph built by
     # scripts/build_flip_averaged_model.py serves). min_happy_vs_sad > 0: only epochs whose PublicTest

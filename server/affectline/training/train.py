@@ -8,6 +8,7 @@ step. A run resumed from `last.pt` therefore continues exactly as if it had neve
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import math
@@ -26,10 +27,13 @@ from affectline.training.config import DEVICES, PRECISIONS, TrainConfig
 from affectline.training.data import Split, load_split, normalise, soft_targets
 from affectline.training.distill import MODELS_ROOT, blend_teacher, teacher_probs, teacher_refs
 from affectline.training.evaluate import HAPPY, SAD, happy_vs_sad
+from affectline.models.registry import ModelRegistry
 from affectline.training.model import ExpressionVGG, count_params
+from affectline.training.warm_start import warm_start
 
 log = logging.getLogger("affectline.training")
 LAST, BEST = "last.pt", "best.pt"
+WARM_START_IMAGES = 8192  # training crops whose conv outputs rebuild the BatchNorm statistics (warm_start)
 
 
 def build_model(cfg: TrainConfig) -> ExpressionVGG:
@@ -266,6 +270,10 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
 
     tr = _limit(load_split(Path(cfg.data), "train"), cfg.train_limit)
+    if cfg.init_from and not ckpt:  # a resumed run already holds its weights
+        _warm_start(cfg, model, tr)
+        if ema is not None:
+            ema.load_state_dict(model.state_dict())
     pub = _limit(load_split(Path(cfg.data), "public"), cfg.eval_limit)
     targets = torch.from_numpy(_targets(cfg, tr))
     pixels01 = torch.from_numpy(tr.pixels).float().unsqueeze(1) / 255.0
@@ -349,6 +357,17 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
     else:
         log.info("%s: best PublicTest acc %.4f", "done" if end_epoch == cfg.epochs else "stopped", best_acc)
     return ckpt
+
+
+def _warm_start(cfg: TrainConfig, model: torch.nn.Module, tr: Split) -> None:
+    registered = ModelRegistry(MODELS_ROOT).get(cfg.init_from)
+    sample = to_input(tr.pixels[:WARM_START_IMAGES])
+    diff = warm_start(model, registered.onnx_path, sample)
+    digest = hashlib.sha256(registered.onnx_path.read_bytes()).hexdigest()
+    log.info("warm start from %s (model.onnx sha256 %s): BatchNorm rebuilt from %d training images; eval logits "
+             "match the file's within %.1e", registered.key, digest[:16], len(sample), diff)
+    if diff > 1e-3:
+        raise ValueError(f"warm start from {registered.key}: the rebuilt network differs from the file by {diff:.1e}")
 
 
 def _describe_selection(cfg: TrainConfig) -> str:
