@@ -403,3 +403,59 @@ def test_min_happy_vs_sad_is_a_fraction(tmp_path: Path, capsys: pytest.CaptureFi
         pytest.skip(f"FER2013 data not available at {FER_NPZ}")
     assert cli.run(args) == 2
     assert "fraction" in capsys.readouterr().err
+
+
+def _trained_looking(width: int, seed: int) -> torch.nn.Module:
+    """An ExpressionVGG whose BatchNorms are not identities, as after training."""
+    torch.manual_seed(seed)
+    net = build_model(TrainConfig(data="", out_dir="", width=width))
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    return net.eval()
+
+
+@pytest.mark.parametrize("flip_averaged", [False, True])
+def test_warm_start_rebuilds_the_exported_network(tmp_path: Path, flip_averaged: bool) -> None:
+    from affectline.models.flip_average import flip_averaged_graph
+    from affectline.training.export import export_onnx
+    from affectline.training.warm_start import onnx_layers, warm_start
+
+    source = _trained_looking(width=4, seed=3)
+    path = tmp_path / "model.onnx"
+    export_onnx(source, 0.8, path)  # BatchNorm folded into the convolutions
+    if flip_averaged:
+        path.write_bytes(flip_averaged_graph(path.read_bytes(), logit_scale=1.2))
+    convs, (head_w, _) = onnx_layers(path)
+    assert len(convs) == 8 and head_w.shape == (7, 32)
+
+    x = torch.randn(300, 1, 48, 48)
+    student = _trained_looking(width=4, seed=9)  # other weights: all of them must be replaced
+    diff = warm_start(student, path, x, batch_size=128)
+    with torch.no_grad():
+        want, got = source(x[:50]), student.eval()(x[:50])
+    assert diff < 1e-4 and (got - want).abs().max() < 1e-4
+    # the rebuilt BatchNorms hold the conv outputs' statistics, so training mode is close too
+    bn = next(m for m in student.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert bn.running_var.min() > 0 and not torch.allclose(bn.running_mean, torch.zeros_like(bn.running_mean))
+    with pytest.raises(ValueError, match="another --width"):
+        warm_start(build_model(TrainConfig(data="", out_dir="", width=8)), path, x)
+
+
+@needs_data
+def test_init_from_run_starts_at_the_registered_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.run(build_args(["--data", str(FER_NPZ), "--run-dir", str(tmp_path / "x"),
+                               "--init-from", "nope/1"])) == 2
+    assert "--init-from: model 'nope/1' not found" in capsys.readouterr().err
+    cfg = TrainConfig(**{**tiny_cfg(tmp_path / "a").__dict__, "width": 48, "epochs": 1, "lr": 0.0,
+                         "init_from": "affectline-vgg/6"})
+    ckpt = train(cfg)
+    log = (tmp_path / "a" / "train.log").read_text()
+    assert "warm start from affectline-vgg/6 (model.onnx sha256" in log
+    # lr 0: the weights stay the registered model's, so PublicTest accuracy is far above a fresh network's
+    assert ckpt["history"][0]["public_acc"] > 0.6
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["init_from"] == "affectline-vgg/6"
