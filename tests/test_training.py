@@ -451,6 +451,9 @@ def test_init_from_run_starts_at_the_registered_model(tmp_path: Path, capsys: py
     assert cli.run(build_args(["--data", str(FER_NPZ), "--run-dir", str(tmp_path / "x"),
                                "--init-from", "nope/1"])) == 2
     assert "--init-from: model 'nope/1' not found" in capsys.readouterr().err
+    assert cli.run(build_args(["--data", str(FER_NPZ), "--run-dir", str(tmp_path / "x"),
+                               "--init-from", "affectline-vgg/6", "--width", "32"])) == 2
+    assert "--init-from affectline-vgg/6 has first-stage width 48, not --width 32" in capsys.readouterr().err
     cfg = TrainConfig(**{**tiny_cfg(tmp_path / "a").__dict__, "width": 48, "epochs": 1, "lr": 0.0,
                          "init_from": "affectline-vgg/6"})
     ckpt = train(cfg)

@@ -134,10 +134,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"affectline train: error: --teacher: {exc}", file=sys.stderr)
         return 2
     if args.init_from:
+        from affectline.training.warm_start import onnx_layers
+
         try:
-            registry.get(args.init_from)
-        except ModelNotFoundError as exc:
+            start = registry.get(args.init_from)
+            convs, _ = onnx_layers(start.onnx_path)
+        except (ModelNotFoundError, ValueError) as exc:
             print(f"affectline train: error: --init-from: {exc}", file=sys.stderr)
+            return 2
+        if not convs or convs[0][0].shape[0] != args.width:
+            print(f"affectline train: error: --init-from {start.key} has first-stage width "
+                  f"{convs[0][0].shape[0] if convs else 0}, not --width {args.width}", file=sys.stderr)
             return 2
     if not args.export_only:
         from affectline.training.train import resolve_device

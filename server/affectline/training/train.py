@@ -22,12 +22,12 @@ import torch
 import torch.nn.functional as F
 
 from affectline.inference.variant_probe import describe, fastest, time_variants
+from affectline.models.registry import ModelRegistry
 from affectline.training.augment import augment
 from affectline.training.config import DEVICES, PRECISIONS, TrainConfig
 from affectline.training.data import Split, load_split, normalise, soft_targets
 from affectline.training.distill import MODELS_ROOT, blend_teacher, teacher_probs, teacher_refs
 from affectline.training.evaluate import HAPPY, SAD, happy_vs_sad
-from affectline.models.registry import ModelRegistry
 from affectline.training.model import ExpressionVGG, count_params
 from affectline.training.warm_start import warm_start
 
