@@ -46,8 +46,7 @@ def served_probs(manifest: dict[str, Any], onnx_path: Path, splits: dict[str, Sp
     """Each split's probabilities from the fp32 file through EmotionModel, i.e. exactly as the server runs it."""
     model = EmotionModel.load(RegisteredModel(ModelManifest.from_dict(manifest), onnx_path),
                               providers=["CPUExecutionProvider"], variant="fp32")
-    return {s: np.concatenate([model.predict(sp.pixels[i:i + 256]) for i in range(0, len(sp.pixels), 256)])
-            for s, sp in splits.items()}
+    return {s: model.predict_in_batches(sp.pixels) for s, sp in splits.items()}
 
 
 def build_manifest(source: dict[str, Any], version: str, onnx_sha: str, logit_scale: float,

@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         r: dict[str, Any] = {"file": file, "size_bytes": path.stat().st_size,
                              "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
         for split, (crops, y) in evals.items():
-            pred = np.concatenate([model.predict(crops[i:i + 256]) for i in range(0, len(crops), 256)]).argmax(1)
+            pred = model.predict_in_batches(crops).argmax(1)
             fp32_pred.setdefault(split, pred)
             r[split] = round(float((pred == y).mean()), 4)
             r[f"{split}_argmax_agreement_with_fp32"] = round(float((pred == fp32_pred[split]).mean()), 4)

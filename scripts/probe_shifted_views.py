@@ -43,7 +43,7 @@ def shifted(pixels: np.ndarray, dx: int, dy: int) -> np.ndarray:
 
 
 def log_probs(model: EmotionModel, pixels: np.ndarray) -> np.ndarray:
-    p = np.concatenate([model.predict(pixels[i:i + 256]) for i in range(0, len(pixels), 256)])
+    p = model.predict_in_batches(pixels)
     return np.log(np.clip(p.astype(np.float64), 1e-30, None))
 
 

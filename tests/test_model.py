@@ -64,6 +64,13 @@ def test_parity_random_crops(model: EmotionModel, reference: KerasReference) -> 
     assert_parity(model.predict(crops), reference_probs(reference, crops))
 
 
+def test_predict_in_batches_matches_one_call(model: EmotionModel) -> None:
+    crops = np.random.default_rng(1).integers(0, 256, (10, 64, 64), dtype=np.uint8)
+    batched = model.predict_in_batches(crops, batch_size=3)  # 3 + 3 + 3 + 1
+    assert batched.shape == (10, 7)
+    assert np.abs(batched - model.predict(crops)).max() < 1e-6
+
+
 def test_parity_fer2013_crops(model: EmotionModel, reference: KerasReference) -> None:
     faces, _ = private_test(256)
     crops = np.stack([resize(f, model.crop_size) for f in faces])

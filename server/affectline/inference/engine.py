@@ -171,3 +171,7 @@ class EmotionModel:
         # Preprocessing and renormalization run inside the graph: one call, one GIL release.
         (probs,) = self._session.run([OUTPUT], {INPUT: np.ascontiguousarray(crops[:, None])})
         return probs
+
+    def predict_in_batches(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """`predict` over a large array, `batch_size` crops per call (offline evaluation, not serving)."""
+        return np.concatenate([self.predict(crops[i:i + batch_size]) for i in range(0, len(crops), batch_size)])

@@ -69,7 +69,7 @@ def teacher_probs(refs: Sequence[str], pixels: np.ndarray, models_root: Path, th
             raise ValueError(f"teacher {ref}: classes {names} are not FER2013's {CLASS_NAMES}")
         model = EmotionModel.load(registered, providers=["CPUExecutionProvider"], intra_op_threads=threads,
                                   variant="fp32")
-        outputs.append(np.concatenate([model.predict(pixels[i:i + batch]) for i in range(0, len(pixels), batch)]))
+        outputs.append(model.predict_in_batches(pixels, batch))
         digest = hashlib.sha256(registered.onnx_path.read_bytes()).hexdigest()
         described.append(f"{registered.key} (model.onnx sha256 {digest[:16]})")
     return geometric_mean(outputs), described

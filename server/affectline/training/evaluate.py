@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         crops = pixels[usage == code]
         if crops.shape[1:] != (h, w):
             crops = np.stack([resize(p, (w, h)) for p in crops])
-        probs = np.concatenate([model.predict(crops[i:i + 256]) for i in range(0, len(crops), 256)])
+        probs = model.predict_in_batches(crops)
         r = classification_report(probs, labels[usage == code])
         r.pop("confusion")
         print(f"{model.key} ({model.variant}) {split}: " + json.dumps({k: (round(v, 4) if isinstance(v, float) else

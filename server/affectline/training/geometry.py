@@ -55,7 +55,7 @@ def reframe(pixels: np.ndarray, dx: float = 0.0, dy: float = 0.0, zoom: float = 
 def accuracy(model: EmotionModel, pixels: np.ndarray, labels: np.ndarray) -> float:
     size = model.crop_size
     crops = pixels if pixels.shape[1:] == (size[1], size[0]) else np.stack([resize(p, size) for p in pixels])
-    probs = np.concatenate([model.predict(crops[i:i + 256]) for i in range(0, len(crops), 256)])
+    probs = model.predict_in_batches(crops)
     return float((probs.argmax(1) == labels).mean())
 
 
