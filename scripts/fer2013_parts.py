@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 PART_NAME = "part-{k}-of-{n}.npz"
+PART_PATTERN = re.compile(r"part-(\d+)-of-(\d+)\.npz")
 DIGEST_KEY = "__content_sha256__"
 
 
@@ -62,10 +63,10 @@ def split(src: Path, out_dir: Path, parts: int) -> str:
 
 
 def join(in_dir: Path, out: Path) -> str:
-    found = sorted(in_dir.glob("part-*-of-*.npz"))
+    found = [m for p in in_dir.glob("part-*-of-*.npz") if (m := PART_PATTERN.fullmatch(p.name))]
     if not found:
         raise PartsError(f"no part-K-of-N.npz files in {in_dir}")
-    counts = {int(re.fullmatch(r"part-\d+-of-(\d+)\.npz", p.name).group(1)) for p in found}  # type: ignore[union-attr]
+    counts = {int(m.group(2)) for m in found}
     if len(counts) != 1:
         raise PartsError(f"{in_dir} mixes parts of different splits (of {sorted(counts)})")
     n = counts.pop()
