@@ -70,12 +70,13 @@ def join(in_dir: Path, out: Path) -> str:
     if len(counts) != 1:
         raise PartsError(f"{in_dir} mixes parts of different splits (of {sorted(counts)})")
     n = counts.pop()
-    missing = [PART_NAME.format(k=k, n=n) for k in range(1, n + 1) if not (in_dir / PART_NAME.format(k=k, n=n)).is_file()]
+    paths = [in_dir / PART_NAME.format(k=k, n=n) for k in range(1, n + 1)]
+    missing = [p.name for p in paths if not p.is_file()]
     if missing:
         raise PartsError(f"{in_dir} lacks {', '.join(missing)}")
     chunks, digests = [], set()
-    for k in range(1, n + 1):
-        with np.load(in_dir / PART_NAME.format(k=k, n=n)) as d:
+    for path in paths:
+        with np.load(path) as d:
             digests.add(str(d[DIGEST_KEY]))
             chunks.append({name: d[name] for name in d.files if name != DIGEST_KEY})
     if len(digests) != 1:
