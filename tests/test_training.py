@@ -462,3 +462,72 @@ def test_init_from_run_starts_at_the_registered_model(tmp_path: Path, capsys: py
     # lr 0: the weights stay the registered model's, so PublicTest accuracy is far above a fresh network's
     assert ckpt["history"][0]["public_acc"] > 0.6
     assert json.loads((tmp_path / "a" / "config.json").read_text())["init_from"] == "affectline-vgg/6"
+
+
+def test_mean_state_exact_example() -> None:
+    from affectline.training.soup import SoupError, mean_state
+
+    a = {"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(3)}
+    b = {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor(5)}
+    m = mean_state([a, b])
+    assert torch.equal(m["w"], torch.tensor([2.0, 4.0])) and m["w"].dtype == torch.float32
+    assert int(m["n"]) == 3  # a count is not averaged
+    with pytest.raises(SoupError, match="other parameters"):
+        mean_state([a, {"w": a["w"]}])
+    with pytest.raises(SoupError, match="shape"):
+        mean_state([a, {"w": torch.zeros(3), "n": a["n"]}])
+
+
+def test_recompute_batchnorm_uses_the_inputs_statistics() -> None:
+    from affectline.training.soup import recompute_batchnorm
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1, bias=False), torch.nn.BatchNorm2d(2))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([1.0, -2.0]).view(2, 1, 1, 1))
+    x = torch.arange(8, dtype=torch.float32).view(2, 1, 2, 2)  # values 0..7: mean 3.5, unbiased var 6
+    assert recompute_batchnorm(net, x, batch_size=8) == 1
+    bn = net[1]
+    assert torch.allclose(bn.running_mean, torch.tensor([3.5, -7.0]))
+    assert torch.allclose(bn.running_var, torch.tensor([6.0, 24.0]))
+    assert bn.momentum == 0.1 and not net.training
+
+
+@needs_data
+def test_weight_soup_of_two_runs_exports_with_its_ingredients(full_run: Path, tmp_path: Path) -> None:
+    from affectline.training.soup import SoupError, build_soup
+
+    # same seed, so the same random start; mixup makes the second run's trajectory differ
+    other = TrainConfig(**{**tiny_cfg(tmp_path / "b").__dict__, "mixup_alpha": 0.2})
+    train(other)
+    pixels = load_split(FER_NPZ, "train").pixels[:256]
+    ckpt = build_soup([full_run, tmp_path / "b"], tmp_path / "soup", pixels, batch_size=64)
+    a_w, b_w = weights(full_run / LAST), weights(tmp_path / "b" / LAST)
+    conv = next(k for k in a_w if k.endswith("weight") and a_w[k].dim() == 4)
+    assert torch.allclose(ckpt["model"][conv], (a_w[conv] + b_w[conv]) / 2)
+    bn_mean = next(k for k in a_w if k.endswith("running_mean"))
+    assert not torch.allclose(ckpt["model"][bn_mean], (a_w[bn_mean] + b_w[bn_mean]) / 2)  # recomputed
+    assert [i["seed"] for i in ckpt["soup"]["ingredients"]] == [7, 7]
+    manifest = export_run(tmp_path / "soup", FER_NPZ, tmp_path / "models", "soup", "1")
+    assert len(manifest["training"]["soup"]["ingredients"]) == 2
+    # refused: an unfinished run, and runs from different random starts
+    half = TrainConfig(**{**tiny_cfg(tmp_path / "half").__dict__})
+    train(half, stop_after=1)
+    with pytest.raises(SoupError, match="stopped after epoch 1 of 2"):
+        build_soup([full_run, tmp_path / "half"], tmp_path / "x", pixels)
+    seed8 = TrainConfig(**{**tiny_cfg(tmp_path / "s8").__dict__, "seed": 8})
+    train(seed8)
+    with pytest.raises(SoupError, match="different weights"):
+        build_soup([full_run, tmp_path / "s8"], tmp_path / "x", pixels)
+
+
+def test_soup_script_errors(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts/build_weight_soup.py"
+    run = lambda *a: subprocess.run([sys.executable, str(script), *a], capture_output=True, text=True)  # noqa: E731
+    out = run(str(tmp_path / "nope"), "--out", str(tmp_path / "soup"), "--data", str(tmp_path / "missing.npz"))
+    assert out.returncode == 2 and "FER2013 data not found" in out.stderr
+    if FER_NPZ.is_file():
+        out = run(str(tmp_path / "nope"), "--out", str(tmp_path / "soup"), "--data", str(FER_NPZ))
+        assert out.returncode == 2 and "no last.pt" in out.stderr

@@ -129,6 +129,8 @@ def build_manifest(name: str, version: str, onnx_sha: str, cfg_dict: dict[str, A
             # a resumed run whose cosine schedule was re-planned (--resume --epochs N) says so
             "schedule_changes": ckpt.get("schedule_changes", []),
             "config": cfg_dict,
+            # a weight soup (affectline.training.soup) names its ingredients
+            **({"soup": ckpt["soup"]} if "soup" in ckpt else {}),
         },
     }
 
