@@ -5,8 +5,8 @@
         --out artifacts/training/soup-v6-ft8
 
 The runs must share a start (`--init-from`) and a width (affectline.training.soup says why). The
-soup's BatchNorm statistics are recomputed over the Training split, and it is written as
-OUT/best.pt; export it like any run:
+soup's BatchNorm statistics are recomputed over the Training split (or, with --average-batchnorm,
+averaged like the weights), and it is written as OUT/best.pt; export it like any run:
 
     .venv/bin/affectline train --run-dir OUT --export-only --models-root /tmp/cand --model-version N
 
@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="run directory the soup is written to (OUT/best.pt)")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"fer2013.npz (default {DEFAULT_DATA})")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    ap.add_argument("--average-batchnorm", action="store_true",
+                    help="average the BatchNorm running statistics with the weights instead of recomputing "
+                         "them over the Training split (default: recompute)")
     args = ap.parse_args(argv)
     try:
         import torch
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train_split, pub = load_split(args.data, "train"), load_split(args.data, "public")
         t0 = time.perf_counter()
-        ckpt = build_soup(args.runs, args.out, train_split.pixels)
+        ckpt = build_soup(args.runs, args.out, train_split.pixels, recompute_bn=not args.average_batchnorm)
     except (DataNotFoundError, SoupError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

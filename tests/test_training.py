@@ -507,6 +507,9 @@ def test_weight_soup_of_two_runs_exports_with_its_ingredients(full_run: Path, tm
     bn_mean = next(k for k in a_w if k.endswith("running_mean"))
     assert not torch.allclose(ckpt["model"][bn_mean], (a_w[bn_mean] + b_w[bn_mean]) / 2)  # recomputed
     assert [i["seed"] for i in ckpt["soup"]["ingredients"]] == [7, 7]
+    averaged = build_soup([full_run, tmp_path / "b"], tmp_path / "soup-avg", pixels, recompute_bn=False)
+    assert torch.allclose(averaged["model"][bn_mean], (a_w[bn_mean] + b_w[bn_mean]) / 2)
+    assert "not recomputed" in averaged["soup"]["batchnorm"]
     manifest = export_run(tmp_path / "soup", FER_NPZ, tmp_path / "models", "soup", "1")
     assert len(manifest["training"]["soup"]["ingredients"]) == 2
     # refused: an unfinished run, and runs from different random starts
