@@ -513,7 +513,7 @@ def test_weight_soup_of_two_runs_exports_with_its_ingredients(full_run: Path, tm
     manifest = export_run(tmp_path / "soup", FER_NPZ, tmp_path / "models", "soup", "1")
     assert len(manifest["training"]["soup"]["ingredients"]) == 2
     # refused: an unfinished run, and runs from different random starts
-    half = TrainConfig(**{**tiny_cfg(tmp_path / "half").__dict__})
+    half = tiny_cfg(tmp_path / "half")
     train(half, stop_after=1)
     with pytest.raises(SoupError, match="stopped after epoch 1 of 2"):
         build_soup([full_run, tmp_path / "half"], tmp_path / "x", pixels)
