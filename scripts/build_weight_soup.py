@@ -21,7 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared/data/fer2013/fer2013.npz"
@@ -45,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from affectline.training.data import DataNotFoundError, load_split
     from affectline.training.evaluate import happy_vs_sad
     from affectline.training.soup import SoupError, build_soup
-    from affectline.training.train import build_model, predict_logits
+    from affectline.training.train import build_model, flip_averaged_logits, predict_logits
     from affectline.training.config import TrainConfig
 
     torch.set_num_threads(args.threads)
@@ -64,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     net = build_model(TrainConfig.from_dict(ckpt["config"]))
     net.load_state_dict(ckpt["model"])
     plain = predict_logits(net, pub.pixels)
-    flip = (plain + predict_logits(net, np.ascontiguousarray(pub.pixels[:, :, ::-1]))) / 2
+    flip = flip_averaged_logits(net, pub.pixels, plain)
     for name, logits in (("plain", plain), ("flip-averaged", flip)):
         print(f"PublicTest {name}: accuracy {(logits.argmax(1) == pub.labels).mean() * 100:.2f} %, "
               f"happy-vs-sad {happy_vs_sad(logits, pub.labels) * 100:.2f} %")

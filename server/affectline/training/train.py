@@ -185,6 +185,12 @@ def predict_logits(model: torch.nn.Module, pixels: np.ndarray, batch_size: int =
     return torch.cat(out).numpy()
 
 
+def flip_averaged_logits(model: torch.nn.Module, pixels: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """The mean of the model's logits on each crop (`logits`, already computed) and on its mirror
+    image: what the flip-averaged ONNX graph computes before its softmax."""
+    return (logits + predict_logits(model, np.ascontiguousarray(pixels[:, :, ::-1]))) / 2
+
+
 def selection_score(entry: dict[str, float], cfg: TrainConfig, ema: bool) -> float | None:
     """An epoch's PublicTest accuracy as the selection sees it (raw or weight average, plain or
     flip-averaged), or None when the epoch may not be selected (happy-vs-sad under the floor)."""
@@ -320,9 +326,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
         if ema is not None:
             logits = predict_logits(ema, pub.pixels)
             entry.update(_public_metrics(logits, pub, "ema_public_"))
-        if cfg.select_flip:  # the mean of the selected weights' logits on each image and its mirror image
-            mirrored = predict_logits(selected, np.ascontiguousarray(pub.pixels[:, :, ::-1]))
-            entry.update(_public_metrics((logits + mirrored) / 2, pub,
+        if cfg.select_flip:
+            entry.update(_public_metrics(flip_averaged_logits(selected, pub.pixels, logits), pub,
                                          "ema_public_flip_" if ema is not None else "public_flip_"))
         entry.update({"train_seconds": train_s, "img_per_s": len(tr) / train_s, "device": dev.type,
                       "precision": "bf16" if bf16 else "fp32"})
