@@ -534,3 +534,90 @@ def test_soup_script_errors(tmp_path: Path) -> None:
     if FER_NPZ.is_file():
         out = run(str(tmp_path / "nope"), "--out", str(tmp_path / "soup"), "--data", str(FER_NPZ))
         assert out.returncode == 2 and "no last.pt" in out.stderr
+
+
+def test_linear_head_fit_recovers_soft_targets_and_l2_shrinks() -> None:
+    from affectline.training.head_refit import LinearHead, fit_linear_head, flip_mean
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 5))
+    true = LinearHead(rng.normal(size=(3, 5)), rng.normal(size=3))
+    logits = true.logits(x)
+    targets = np.exp(logits - np.logaddexp.reduce(logits, axis=1, keepdims=True))
+    fitted = fit_linear_head(x, targets, l2=0.0, max_iter=1000)
+    got = fitted.logits(x)
+    probs = np.exp(got - np.logaddexp.reduce(got, axis=1, keepdims=True))
+    assert np.abs(probs - targets).max() < 1e-4  # targets that a linear head can produce exactly
+    shrunk = fit_linear_head(x, targets, l2=1.0)
+    assert (shrunk.weight ** 2).sum() < 0.1 * (fitted.weight ** 2).sum()
+    # a linear head of the mean features = the mean of its logits (flip averaging)
+    a, b = x[:10], x[10:20]
+    assert np.allclose(fitted.logits(flip_mean(a, b)), (fitted.logits(a) + fitted.logits(b)) / 2)
+
+
+def test_ferplus_backs_label_exact_example() -> None:
+    from affectline.training.data import Split
+    from affectline.training.head_refit import ferplus_backs_label
+
+    votes = np.zeros((4, 7), np.float32)
+    votes[0, 3] = 1.0  # backs label 3
+    votes[1, [3, 4]] = 0.5  # a tie that includes the label
+    votes[2, [3, 4]] = [0.3, 0.7]  # the majority is another class
+    split = Split(pixels=np.zeros((4, 48, 48), np.uint8), labels=np.array([3, 3, 3, 3]), votes=votes)
+    assert ferplus_backs_label(split).tolist() == [True, True, False, False]  # row 3: no votes
+
+
+def test_pooled_features_and_head_reproduce_the_network() -> None:
+    from affectline.training.head_refit import current_head, install_head, LinearHead, pooled_features
+
+    net = _trained_looking(4, seed=3).eval()
+    pixels = np.random.default_rng(1).integers(0, 256, (6, 48, 48), dtype=np.uint8)
+    feats = pooled_features(net, pixels)
+    head = current_head(net)
+    assert np.allclose(head.logits(feats), predict_logits(net, pixels), atol=1e-5)
+    other = LinearHead(head.weight * 2, head.bias - 1)
+    install_head(net, other)
+    assert np.allclose(predict_logits(net, pixels), other.logits(feats), atol=1e-4)
+    with pytest.raises(ValueError, match="does not fit"):
+        install_head(net, LinearHead(np.zeros((7, 3)), np.zeros(7)))
+
+
+def test_refit_head_script_errors(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts/refit_head.py"
+    run = lambda *a: subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "o"), *a],  # noqa: E731
+                                    capture_output=True, text=True)
+    out = run("--init-from", "affectline-vgg/6", "--width", "48", "--variants", "h9")
+    assert out.returncode == 2 and "unknown ['h9']" in out.stderr
+    out = run("--init-from", "affectline-vgg/6", "--width", "48", "--l2", "x")
+    assert out.returncode == 2 and "--l2" in out.stderr
+    out = run("--init-from", "affectline-vgg/6", "--width", "48", "--data", str(tmp_path / "missing.npz"))
+    assert out.returncode == 2 and "FER2013 data not found" in out.stderr
+    if FER_NPZ.is_file():
+        out = run("--init-from", "nope/1", "--width", "48")
+        assert out.returncode == 2 and "not found" in out.stderr
+        out = run("--init-from", "affectline-vgg/6", "--width", "32")
+        assert out.returncode == 2 and "another --width" in out.stderr
+
+
+@needs_data
+def test_refitted_head_exports_with_its_description(full_run: Path, tmp_path: Path) -> None:
+    from affectline.training.head_refit import fit_linear_head, head_targets, install_head, pooled_features
+
+    net, cfg, ckpt = load_model(full_run / "best.pt")
+    train_split = load_split(FER_NPZ, "train")
+    rows = np.arange(256)
+    head = fit_linear_head(pooled_features(net, train_split.pixels[rows]),
+                           head_targets(train_split, 0.0, 0.1)[rows], l2=1e-3)
+    install_head(net, head)
+    out = tmp_path / "refit"
+    out.mkdir()
+    torch.save({**ckpt, "model": net.state_dict(), "head_refit": {"head": "h1", "l2": 1e-3}}, out / "best.pt")
+    manifest = export_run(out, FER_NPZ, tmp_path / "models", "refit", "1")
+    assert manifest["training"]["head_refit"] == {"head": "h1", "l2": 1e-3}
+    crops = load_split(FER_NPZ, "private").pixels[:50]
+    served = EmotionModel.load(ModelRegistry(tmp_path / "models").get("refit"), providers=["CPUExecutionProvider"])
+    logits = head.logits(pooled_features(net, crops))
+    assert (served.predict(crops).argmax(1) == logits.argmax(1)).all()

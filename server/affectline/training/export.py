@@ -131,6 +131,8 @@ def build_manifest(name: str, version: str, onnx_sha: str, cfg_dict: dict[str, A
             "config": cfg_dict,
             # a weight soup (affectline.training.soup) names its ingredients
             **({"soup": ckpt["soup"]} if "soup" in ckpt else {}),
+            # a refitted classifier (affectline.training.head_refit) names its source and fit
+            **({"head_refit": ckpt["head_refit"]} if "head_refit" in ckpt else {}),
         },
     }
 
