@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -70,11 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     from affectline.models.registry import ModelNotFoundError, ModelRegistry
     from affectline.training.config import TrainConfig
     from affectline.training.data import DataNotFoundError, load_split
-    from affectline.training.evaluate import happy_vs_sad
-    from affectline.training.head_refit import (current_head, ferplus_backs_label, fit_linear_head, flip_mean,
+    from affectline.training.head_refit import (LinearHead, current_head, ferplus_backs_label, fit_linear_head, flip_mean,
                                                 head_targets, install_head, pooled_features)
     from affectline.training.distill import MODELS_ROOT
-    from affectline.training.train import BEST, WARM_START_IMAGES, build_model, to_input
+    from affectline.training.train import BEST, WARM_START_IMAGES, build_model, mirrored, public_metrics, to_input
     from affectline.training.warm_start import warm_start
 
     torch.set_num_threads(args.threads)
@@ -91,22 +90,30 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{registered.key} loaded into width {args.width} (eval logits within {diff:.1e} of the file's)")
 
     t0 = time.perf_counter()
-    mirror = lambda p: np.ascontiguousarray(p[:, :, ::-1])  # noqa: E731
-    f_tr, f_tr_m = pooled_features(net, tr.pixels), pooled_features(net, mirror(tr.pixels))
-    f_pub = flip_mean(pooled_features(net, pub.pixels), pooled_features(net, mirror(pub.pixels)))
+    f_tr, f_tr_m = pooled_features(net, tr.pixels), pooled_features(net, mirrored(tr.pixels))
+    f_pub = flip_mean(pooled_features(net, pub.pixels), pooled_features(net, mirrored(pub.pixels)))
     print(f"features: {f_tr.shape[1]} per crop, {2 * (len(tr) + len(pub))} crops in {time.perf_counter() - t0:.0f} s")
 
-    def public(head) -> tuple[float, float, float]:
-        logits = head.logits(f_pub)
-        logp = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
-        return (float((logits.argmax(1) == pub.labels).mean()), happy_vs_sad(logits, pub.labels),
-                float(-logp[np.arange(len(pub)), pub.labels].mean()))
+    @dataclass(frozen=True)
+    class Fit:
+        name: str
+        l2: float
+        faces: int
+        head: LinearHead
+        acc: float
+        hvs: float
+        nll: float
+
+        def describe(self) -> str:
+            return (f"flip-averaged PublicTest accuracy {self.acc * 100:.2f} %, "
+                    f"happy-vs-sad {self.hvs * 100:.2f} %, NLL {self.nll:.4f}")
+
+    def fit(name: str, l2: float, faces: int, head: LinearHead) -> Fit:
+        m = public_metrics(head.logits(f_pub), pub, "")
+        return Fit(name, l2, faces, head, m["acc"], m["happy_vs_sad"], m["nll"])
 
     own = current_head(net)
-    acc, hvs, nll = public(own)
-    print(f"{registered.key}'s own head: flip-averaged PublicTest accuracy {acc * 100:.2f} %, "
-          f"happy-vs-sad {hvs * 100:.2f} %, NLL {nll:.4f}")
-
+    print(f"{registered.key}'s own head: {fit('own', 0.0, len(tr), own).describe()}")
     chosen = []
     for name in variants:
         ferplus_weight, backed_only = VARIANTS[name]
@@ -116,21 +123,19 @@ def main(argv: list[str] | None = None) -> int:
         fits = []
         for l2 in l2s:
             t1 = time.perf_counter()
-            head = fit_linear_head(x, y, l2, init=own)
-            acc, hvs, nll = public(head)
-            fits.append((nll, acc, hvs, l2, head))
-            print(f"{name} ({len(rows)} faces x 2) l2 {l2:g}: PublicTest accuracy {acc * 100:.2f} %, "
-                  f"happy-vs-sad {hvs * 100:.2f} %, NLL {nll:.4f} ({time.perf_counter() - t1:.0f} s)", flush=True)
-        nll, acc, hvs, l2, head = min(fits, key=lambda f: f[0])
-        print(f"{name}: lowest NLL at l2 {l2:g}")
-        chosen.append((acc, hvs, nll, name, l2, head, len(rows)))
-    acc, hvs, nll, name, l2, head, n_faces = max(chosen, key=lambda c: c[0])
-    print(f"selected: {name}, l2 {l2:g}: flip-averaged PublicTest accuracy {acc * 100:.2f} %, "
-          f"happy-vs-sad {hvs * 100:.2f} %, NLL {nll:.4f}")
+            fits.append(fit(name, l2, len(rows), fit_linear_head(x, y, l2, init=own)))
+            print(f"{name} ({len(rows)} faces x 2) l2 {l2:g}: {fits[-1].describe()} "
+                  f"({time.perf_counter() - t1:.0f} s)", flush=True)
+        best = min(fits, key=lambda f: f.nll)
+        print(f"{name}: lowest NLL at l2 {best.l2:g}")
+        chosen.append(best)
+    sel = max(chosen, key=lambda f: f.acc)
+    print(f"selected: {sel.name}, l2 {sel.l2:g}: {sel.describe()}")
 
-    install_head(net, head)
-    refit = {"from": registered.key, "head": name, "l2": l2, "faces": n_faces, "ferplus_weight": VARIANTS[name][0],
-             "ferplus_backed_only": VARIANTS[name][1], "label_smoothing": args.smoothing,
+    install_head(net, sel.head)
+    refit = {"from": registered.key, "head": sel.name, "l2": sel.l2, "faces": sel.faces,
+             "ferplus_weight": VARIANTS[sel.name][0], "ferplus_backed_only": VARIANTS[sel.name][1],
+             "label_smoothing": args.smoothing,
              "method": "multinomial logistic regression on frozen pooled features of Training crops and mirrors, "
                        "L2 weight by flip-averaged PublicTest NLL",
              "convolutions": f"those of {registered.key}, whose manifest records how they were trained"}

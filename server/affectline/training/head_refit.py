@@ -24,7 +24,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from affectline.training.data import Split, soft_targets
-from affectline.training.train import to_input
+from affectline.training.model import ExpressionVGG
+from affectline.training.train import predict_logits
 
 
 @dataclass(frozen=True)
@@ -43,17 +44,11 @@ def _linear(net: nn.Module) -> nn.Linear:
     return linear[0]
 
 
-@torch.no_grad()
-def pooled_features(net: nn.Module, pixels: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """The inputs of the classifier: net.features, then global average pooling, for uint8 crops
-    [N,H,W] -> float64 [N,C] (eval mode; dropout is an identity there)."""
-    net.eval()
-    device = next(net.parameters()).device
-    out = []
-    for i in range(0, len(pixels), batch_size):
-        x = to_input(pixels[i:i + batch_size]).to(device).contiguous(memory_format=torch.channels_last)
-        out.append(net.features(x).float().mean(dim=(2, 3)).double().cpu())  # type: ignore[operator]
-    return torch.cat(out).numpy()
+def pooled_features(net: ExpressionVGG, pixels: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """The inputs of the classifier for uint8 crops [N,H,W] -> float64 [N,C]: the network without
+    its last layer (pooling, flatten, dropout: an identity in eval mode)."""
+    trunk = nn.Sequential(net.features, *list(net.head)[:-1])
+    return predict_logits(trunk, pixels, batch_size).astype(np.float64)
 
 
 def flip_mean(features: np.ndarray, mirrored: np.ndarray) -> np.ndarray:

@@ -185,10 +185,15 @@ def predict_logits(model: torch.nn.Module, pixels: np.ndarray, batch_size: int =
     return torch.cat(out).numpy()
 
 
+def mirrored(pixels: np.ndarray) -> np.ndarray:
+    """Crops [N,H,W] flipped left to right (contiguous, ready for the network)."""
+    return np.ascontiguousarray(pixels[:, :, ::-1])
+
+
 def flip_averaged_logits(model: torch.nn.Module, pixels: np.ndarray, logits: np.ndarray) -> np.ndarray:
     """The mean of the model's logits on each crop (`logits`, already computed) and on its mirror
     image: what the flip-averaged ONNX graph computes before its softmax."""
-    return (logits + predict_logits(model, np.ascontiguousarray(pixels[:, :, ::-1]))) / 2
+    return (logits + predict_logits(model, mirrored(pixels))) / 2
 
 
 def selection_score(entry: dict[str, float], cfg: TrainConfig, ema: bool) -> float | None:
@@ -322,12 +327,12 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
         train_s = time.perf_counter() - t0
         selected = ema if ema is not None else model  # the weights that are selected and exported
         logits = predict_logits(model, pub.pixels)
-        entry = {"epoch": epoch + 1, "train_loss": loss_sum / len(tr), **_public_metrics(logits, pub, "public_")}
+        entry = {"epoch": epoch + 1, "train_loss": loss_sum / len(tr), **public_metrics(logits, pub, "public_")}
         if ema is not None:
             logits = predict_logits(ema, pub.pixels)
-            entry.update(_public_metrics(logits, pub, "ema_public_"))
+            entry.update(public_metrics(logits, pub, "ema_public_"))
         if cfg.select_flip:
-            entry.update(_public_metrics(flip_averaged_logits(selected, pub.pixels, logits), pub,
+            entry.update(public_metrics(flip_averaged_logits(selected, pub.pixels, logits), pub,
                                          "ema_public_flip_" if ema is not None else "public_flip_"))
         entry.update({"train_seconds": train_s, "img_per_s": len(tr) / train_s, "device": dev.type,
                       "precision": "bf16" if bf16 else "fp32"})
@@ -402,7 +407,7 @@ def _targets(cfg: TrainConfig, tr: Split) -> np.ndarray:
     return blend_teacher(targets, teacher, cfg.teacher_weight)
 
 
-def _public_metrics(logits: np.ndarray, pub: Split, prefix: str) -> dict[str, float]:
+def public_metrics(logits: np.ndarray, pub: Split, prefix: str) -> dict[str, float]:
     """Accuracy, NLL and happy-vs-sad of PublicTest logits."""
     return {prefix + "acc": float((logits.argmax(1) == pub.labels).mean()),
             prefix + "nll": float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(pub.labels))),
