@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from affectline.serve_process import free_port, start_serve
+from affectline.serve_process import free_ports, start_serve
 
 REPO = Path(__file__).resolve().parent.parent
 CLIENT = REPO / "client_js"
@@ -87,7 +87,8 @@ class ServerProcess:
     """`affectline serve` as a subprocess that can be stopped and restarted on the same ports."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.data_dir, self.http_port, self.grpc_port = data_dir, free_port(), free_port()
+        self.data_dir = data_dir
+        self.http_port, self.grpc_port = free_ports(2)
         self.proc: subprocess.Popen | None = None
 
     @property

@@ -15,7 +15,7 @@ from PIL import Image
 from conftest import REPO_ROOT
 
 from affectline.models.registry import DEFAULT_MODEL, ModelRegistry
-from affectline.serve_process import ServeProcess, free_port, start_serve
+from affectline.serve_process import ServeProcess, free_port, free_ports, start_serve
 
 AFFECTLINE = [sys.executable, "-m", "affectline"]
 
@@ -112,6 +112,29 @@ def test_serve_on_a_taken_port_fails_cleanly(tmp_path):
         port = taken.getsockname()[1]
         result = run("serve", "--http-port", str(port), "--grpc-port", str(free_port()), "--data-dir", str(tmp_path))
     assert result.returncode == 2 and "error" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_free_ports_are_distinct():
+    ports = free_ports(8)
+    assert len(set(ports)) == 8 and all(1024 <= p < 65536 for p in ports)
+
+
+def test_start_serve_chooses_new_ports_when_one_was_taken(tmp_path, monkeypatch):
+    from affectline import serve_process
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        taken_port = taken.getsockname()[1]
+        picks = iter([[free_port(), taken_port], free_ports(2)])  # first the taken HTTP port
+        monkeypatch.setattr(serve_process, "free_ports", lambda n: next(picks))
+        server = serve(tmp_path, None)
+    try:
+        assert server.http_port != taken_port
+        assert httpx.get(f"http://127.0.0.1:{server.http_port}/healthz").status_code == 200
+    finally:
+        assert server.stop() == 0
+    assert "Address already in use" in (tmp_path / "serve.log").read_text()  # the first try, logged
 
 
 def test_privacy_erase_and_purge(tmp_path):

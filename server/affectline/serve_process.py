@@ -13,10 +13,26 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 
+PORT_ATTEMPTS = 3  # free ports can be taken by another process between choosing and binding
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports. The sockets stay bound until all are chosen: picked one at a
+    time, the kernel may hand out the same port twice."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 @dataclass
@@ -44,9 +60,25 @@ def start_serve(data_dir: Path, log_path: Path, extra_args: Sequence[str] = (), 
     """Starts the server and returns once /healthz answers 200; raises RuntimeError otherwise.
 
     ports: (grpc, http) to reuse, e.g. to restart a server where its clients expect it; free
-    ones otherwise. env: replaces the inherited environment. The log is appended to.
+    ones otherwise (chosen again, up to PORT_ATTEMPTS times, when another process took one
+    first). env: replaces the inherited environment. The log is appended to.
     """
-    grpc_port, http_port = ports or (free_port(), free_port())
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        grpc_port, http_port = ports or free_ports(2)
+        start = log_path.stat().st_size if log_path.exists() else 0
+        try:
+            return _start(data_dir, log_path, extra_args, timeout_s, grpc_port, http_port, env)
+        except RuntimeError:
+            with log_path.open("rb") as log:
+                log.seek(start)
+                taken = b"Address already in use" in log.read()
+            if ports is not None or not taken or attempt == PORT_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start(data_dir: Path, log_path: Path, extra_args: Sequence[str], timeout_s: float, grpc_port: int,
+           http_port: int, env: Mapping[str, str] | None) -> ServeProcess:
     cmd = [sys.executable, "-m", "affectline", "serve", "--host", "127.0.0.1", "--grpc-port", str(grpc_port),
            "--http-port", str(http_port), "--data-dir", str(data_dir), *extra_args]
     with log_path.open("a") as log:
