@@ -333,7 +333,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
             entry.update(public_metrics(logits, pub, "ema_public_"))
         if cfg.select_flip:
             entry.update(public_metrics(flip_averaged_logits(selected, pub.pixels, logits), pub,
-                                         "ema_public_flip_" if ema is not None else "public_flip_"))
+                                        "ema_public_flip_" if ema is not None else "public_flip_"))
         entry.update({"train_seconds": train_s, "img_per_s": len(tr) / train_s, "device": dev.type,
                       "precision": "bf16" if bf16 else "fp32"})
         history.append(entry)
