@@ -37,6 +37,9 @@ def batch_within_budget(max_batch_size: int, crops_per_s: float, max_run_s: floa
     return max(1, min(max_batch_size, math.floor(max_run_s * crops_per_s)))
 
 
+VIEWER_FPS = 30  # the product's target frame rate per viewer
+
+
 @dataclass(frozen=True, slots=True)
 class RunLayout:
     workers: int  # model runs at once
@@ -82,5 +85,6 @@ def fit_to_run_budget(
     layout = RunLayout(workers, threads, batch_within_budget(configured.max_batch_size, speed, max_run_s))
     note = (f"one model run of {configured.max_batch_size} crops takes {run_ms:.0f} ms here ({timed:,.0f} crops/s, "
             f"{configured.threads} thread), over max_run_ms={max_run_s * 1000:g}: serving with {workers} worker x "
-            f"{threads} threads ({speed:,.0f} crops/s) and max batch size {layout.max_batch_size}")
+            f"{threads} threads ({speed:,.0f} crops/s) and max batch size {layout.max_batch_size}; the model alone "
+            f"caps this node at ~{speed / VIEWER_FPS:.0f} viewers at {VIEWER_FPS} fps (docs/model-card.md: cost per host)")
     return model, layout, note
