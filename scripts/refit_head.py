@@ -69,12 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from affectline.models.registry import ModelNotFoundError, ModelRegistry
     from affectline.training.config import TrainConfig
-    from affectline.training.data import DataNotFoundError, load_split
+    from affectline.training.data import DataNotFoundError, load_split, soft_targets
     from affectline.training.head_refit import (LinearHead, current_head, ferplus_backs_label, fit_linear_head, flip_mean,
-                                                head_targets, install_head, pooled_features)
+                                                install_head, pooled_features)
     from affectline.training.distill import MODELS_ROOT
-    from affectline.training.train import BEST, WARM_START_IMAGES, build_model, mirrored, public_metrics, to_input
-    from affectline.training.warm_start import warm_start
+    from affectline.training.train import BEST, build_model, mirrored, public_metrics, warm_start_registered
 
     torch.set_num_threads(args.threads)
     try:
@@ -83,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = TrainConfig(data=str(args.data), out_dir=str(args.out), width=args.width, init_from=registered.key,
                           ferplus_weight=0.0, label_smoothing=args.smoothing, select_flip=True, epochs=1)
         net = build_model(cfg)
-        diff = warm_start(net, registered.onnx_path, to_input(tr.pixels[:WARM_START_IMAGES]))
+        diff = warm_start_registered(cfg, net, tr)  # refuses a network that differs from the file
     except (DataNotFoundError, ModelNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -118,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in variants:
         ferplus_weight, backed_only = VARIANTS[name]
         rows = np.flatnonzero(ferplus_backs_label(tr)) if backed_only else np.arange(len(tr))
-        t = head_targets(tr, ferplus_weight, args.smoothing)[rows]
+        t = soft_targets(tr, ferplus_weight, args.smoothing)[rows]  # the training targets, without mixup
         x, y = np.concatenate([f_tr[rows], f_tr_m[rows]]), np.concatenate([t, t])
         fits = []
         for l2 in l2s:

@@ -604,13 +604,14 @@ def test_refit_head_script_errors(tmp_path: Path) -> None:
 
 @needs_data
 def test_refitted_head_exports_with_its_description(full_run: Path, tmp_path: Path) -> None:
-    from affectline.training.head_refit import fit_linear_head, head_targets, install_head, pooled_features
+    from affectline.training.data import soft_targets
+    from affectline.training.head_refit import fit_linear_head, install_head, pooled_features
 
     net, cfg, ckpt = load_model(full_run / "best.pt")
     train_split = load_split(FER_NPZ, "train")
     rows = np.arange(256)
     head = fit_linear_head(pooled_features(net, train_split.pixels[rows]),
-                           head_targets(train_split, 0.0, 0.1)[rows], l2=1e-3)
+                           soft_targets(train_split, 0.0, 0.1)[rows], l2=1e-3)
     install_head(net, head)
     out = tmp_path / "refit"
     out.mkdir()

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from affectline.training.data import Split, soft_targets
+from affectline.training.data import Split
 from affectline.training.model import ExpressionVGG
 from affectline.training.train import predict_logits
 
@@ -62,11 +62,6 @@ def ferplus_backs_label(split: Split) -> np.ndarray:
     has = split.votes.sum(1) > 0
     own = split.votes[np.arange(len(split)), split.labels]
     return has & (own >= split.votes.max(1))
-
-
-def head_targets(split: Split, ferplus_weight: float, smoothing: float) -> np.ndarray:
-    """The soft targets a head is fitted to (the training pipeline's own, without mixup)."""
-    return soft_targets(split, ferplus_weight, smoothing).astype(np.float64)
 
 
 def fit_linear_head(features: np.ndarray, targets: np.ndarray, l2: float, max_iter: int = 500,

@@ -282,7 +282,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
 
     tr = _limit(load_split(Path(cfg.data), "train"), cfg.train_limit)
     if cfg.init_from and not ckpt:  # a resumed run already holds its weights
-        _warm_start(cfg, model, tr)
+        warm_start_registered(cfg, model, tr)
         if ema is not None:
             ema.load_state_dict(model.state_dict())
     pub = _limit(load_split(Path(cfg.data), "public"), cfg.eval_limit)
@@ -369,7 +369,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
     return ckpt
 
 
-def _warm_start(cfg: TrainConfig, model: torch.nn.Module, tr: Split) -> None:
+def warm_start_registered(cfg: TrainConfig, model: torch.nn.Module, tr: Split) -> float:
+    """Loads the registered model `cfg.init_from` into `model` (warm_start) and returns how far
+    the rebuilt network's eval logits are from the file's; ValueError beyond 1e-3."""
     registered = ModelRegistry(MODELS_ROOT).get(cfg.init_from)
     sample = to_input(tr.pixels[:WARM_START_IMAGES])
     diff = warm_start(model, registered.onnx_path, sample)
@@ -378,6 +380,7 @@ def _warm_start(cfg: TrainConfig, model: torch.nn.Module, tr: Split) -> None:
              "match the file's within %.1e", registered.key, digest[:16], len(sample), diff)
     if diff > 1e-3:
         raise ValueError(f"warm start from {registered.key}: the rebuilt network differs from the file by {diff:.1e}")
+    return diff
 
 
 def _describe_selection(cfg: TrainConfig) -> str:
