@@ -83,6 +83,18 @@ def write_y4m(path: Path, segments: list[tuple[np.ndarray, int]], fps: int = 30)
                 f.write(b"FRAME\n" + yuv)
 
 
+def paced_capture_fps(detect_ms: float, crop_encrypt_ms: float, detect_every: int, target_fps: float = 30) -> float:
+    """The frame rate the viewer page's capture loop allows, given its own per-frame costs.
+
+    The loop (client_js/src/viewer.ts) detects on every k-th frame, crops and encrypts every
+    frame, and sleeps out the rest of each 1/target_fps period: a detecting frame takes
+    max(period, detect + crop), the k - 1 frames between take max(period, crop).
+    """
+    period = 1000 / target_fps
+    per_k = max(period, detect_ms + crop_encrypt_ms) + (detect_every - 1) * max(period, crop_encrypt_ms)
+    return 1000 * detect_every / per_k
+
+
 class ServerProcess:
     """`affectline serve` as a subprocess that can be stopped and restarted on the same ports."""
 
