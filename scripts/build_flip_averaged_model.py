@@ -34,11 +34,9 @@ from affectline.inference.engine import EmotionModel
 from affectline.models.flip_average import flip_averaged_graph
 from affectline.models.registry import DEFAULT_ROOT, ModelManifest, ModelNotFoundError, ModelRegistry, RegisteredModel
 from affectline.training.calibrate import fit_temperature, softmax
-from affectline.training.data import CLASS_NAMES, DataNotFoundError, Split, load_split
+from affectline.training.data import CLASS_NAMES, DEFAULT_DATA, DataNotFoundError, Split, load_split
 from affectline.training.evaluate import classification_report, manifest_accuracy, rounded_report
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT.parent / "shared/data/fer2013/fer2013.npz"
 SPLIT_KEYS = {"public": "fer2013_public_test", "private": "fer2013_private_test"}
 
 

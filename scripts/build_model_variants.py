@@ -42,9 +42,8 @@ from affectline.face_crop import resize
 from affectline.inference.engine import EmotionModel
 from affectline.models.flip_average import SOFTMAX_INPUT_NODES
 from affectline.models.registry import ModelManifest, RegisteredModel
+from affectline.training.data import DEFAULT_DATA
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT.parent / "shared/data/fer2013/fer2013.npz"
 VARIANT_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
 CALIBRATION_N, CALIBRATION_SEED = 1000, 0
 BATCH, TIMED_RUNS, BATCHES_PER_RUN = 32, 9, 30

@@ -21,9 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT.parent / "shared/data/fer2013/fer2013.npz"
+from affectline.training.data import DEFAULT_DATA
 
 
 def main(argv: list[str] | None = None) -> int:

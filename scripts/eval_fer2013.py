@@ -26,12 +26,10 @@ from PIL import Image
 from affectline.classify import classify_files
 from affectline.inference.engine import EmotionModel
 from affectline.models.registry import DEFAULT_MODEL, ModelNotFoundError, ModelRegistry
-from affectline.training.data import CLASS_NAMES, FERPLUS_COLUMNS
+from affectline.training.data import CLASS_NAMES, DEFAULT_DATA, FERPLUS_COLUMNS
 from affectline.training.evaluate import (HAPPY, SAD, classification_report, happy_vs_sad_where_ferplus_agrees,
                                           manifest_accuracy)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT.parent / "shared/data/fer2013/fer2013.npz"
 SPLITS = {"public": (1, "PublicTest"), "private": (2, "PrivateTest")}
 
 

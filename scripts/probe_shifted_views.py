@@ -22,11 +22,9 @@ import numpy as np
 from affectline.inference.engine import EmotionModel
 from affectline.models.registry import DEFAULT_ROOT, ModelNotFoundError, ModelRegistry
 from affectline.training.calibrate import fit_temperature, softmax
-from affectline.training.data import DataNotFoundError, load_split
+from affectline.training.data import DEFAULT_DATA, DataNotFoundError, load_split
 from affectline.training.evaluate import classification_report
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT.parent / "shared/data/fer2013/fer2013.npz"
 # session 20's pre-registered view sets (docs/training.md)
 VIEW_SETS: dict[str, tuple[tuple[int, int], ...]] = {
     "H": ((0, 0), (-2, 0), (2, 0)),

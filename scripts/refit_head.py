@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT.parent / "shared/data/fer2013/fer2013.npz"
+from affectline.training.data import DEFAULT_DATA
+
 VARIANTS = {  # name -> (FER+ weight in the targets, fit only where FER+ backs the label)
     "h1": (0.0, False),
     "h2": (0.0, True),

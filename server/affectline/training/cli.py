@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 from affectline.training.config import DEVICES, PRECISIONS, TrainConfig
+from affectline.training.data import DEFAULT_DATA
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_DATA = REPO_ROOT.parent / "shared/data/fer2013/fer2013.npz"
 DEFAULT_MODELS = Path(__file__).resolve().parents[1] / "models"
 DESCRIPTION = """\
 Train the Affectline expression network on FER2013 (Training split; FER2013 labels with label

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+# ../shared beside the repository root (never copied into it); every command takes --data to override.
+DEFAULT_DATA = Path(__file__).resolve().parents[3].parent / "shared/data/fer2013/fer2013.npz"
 CLASS_NAMES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # FER2013 label ids
 SPLITS = {"train": 0, "public": 1, "private": 2}
 # FER+ vote columns: neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF.

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     from affectline.face_crop import resize
     from affectline.inference.engine import EmotionModel
     from affectline.models.registry import ModelRegistry
-    from affectline.training.cli import DEFAULT_DATA
+    from affectline.training.data import DEFAULT_DATA
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--model", required=True)

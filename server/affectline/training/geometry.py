@@ -18,7 +18,7 @@ import numpy as np
 from affectline.face_crop import resize
 from affectline.inference.engine import EmotionModel
 from affectline.models.registry import ModelRegistry
-from affectline.training.cli import DEFAULT_DATA
+from affectline.training.data import DEFAULT_DATA
 
 UPSCALE = 4
 EYE_CASCADE = "haarcascade_eye.xml"
