@@ -24,7 +24,7 @@ from affectline.training.evaluate import expected_calibration_error  # noqa: E40
 from affectline.training.export import ServingModel, export_run  # noqa: E402
 from affectline.training.train import (  # noqa: E402
     HAPPY, LAST, SAD, TrainConfig, ema_decay_at, ema_update, load_model, mixup, pair_loss, resolve_device,
-    build_model, choose_bf16, predict_logits, selection_score, step_rates, to_input,
+    build_model, choose_bf16, flip_averaged_logits, predict_logits, selection_score, step_rates, to_input,
     train)
 from affectline.training import train as train_module  # noqa: E402
 
@@ -332,7 +332,7 @@ def test_teacher_options_are_checked(tmp_path: Path, capsys: pytest.CaptureFixtu
     data = tmp_path / "fer.npz"
     data.write_bytes(b"")  # exists: the teacher checks come first
     assert cli.run(build_args(["--data", str(data), "--teacher-weight", "0.5"])) == 2
-    assert "--teacher and --teacher-weight" in capsys.readouterr().err
+    assert "--teacher-weight (> 0) goes with one of --teacher or --teacher-file" in capsys.readouterr().err
     assert cli.run(build_args(["--data", str(data), "--teacher", "nope/9", "--teacher-weight", "0.5"])) == 2
     assert "--teacher: model 'nope/9' not found" in capsys.readouterr().err
 
@@ -622,3 +622,135 @@ def test_refitted_head_exports_with_its_description(full_run: Path, tmp_path: Pa
     served = EmotionModel.load(ModelRegistry(tmp_path / "models").get("refit"), providers=["CPUExecutionProvider"])
     logits = head.logits(pooled_features(net, crops))
     assert (served.predict(crops).argmax(1) == logits.argmax(1)).all()
+
+
+def test_fold_split_is_stratified_seeded_and_reassembles_exactly() -> None:
+    from affectline.training.data import Split
+    from affectline.training.folds import check_fold, fold_of, out_of_fold, without_fold
+
+    labels = np.array([0] * 5 + [1] * 3 + [2] * 1)
+    folds = fold_of(labels, 2, seed=0)
+    # round-robin per class: class 0 -> 3 + 2, class 1 -> 2 + 1, class 2 -> 1 + 0
+    assert [int((folds[labels == c] == 0).sum()) for c in (0, 1, 2)] == [3, 2, 1]
+    assert np.array_equal(folds, fold_of(labels, 2, seed=0))
+    assert any(not np.array_equal(fold_of(labels, 2, seed=s), folds) for s in range(1, 6))
+    split = Split(np.arange(9, dtype=np.uint8).reshape(9, 1, 1), labels, np.zeros((9, 7), np.float32))
+    kept = without_fold(split, 2, 1, seed=0)
+    assert len(kept) == 6 and set(kept.pixels.ravel()) == set(np.flatnonzero(folds == 0))
+    # each fold's rows go back to the places of its images
+    held = {f: np.flatnonzero(folds == f).astype(np.float32)[:, None] for f in (0, 1)}
+    assert np.array_equal(out_of_fold(held, folds)[:, 0], np.arange(9))
+    with pytest.raises(ValueError, match="every fold 0..1 once"):
+        out_of_fold({0: held[0]}, folds)
+    with pytest.raises(ValueError, match="output rows"):
+        out_of_fold({0: held[0], 1: held[0]}, folds)
+    for k, f in ((1, 0), (3, 3), (3, -1)):
+        with pytest.raises(ValueError, match="needs k >= 2"):
+            check_fold(k, f)
+
+
+def test_teacher_file_is_bound_to_its_images(tmp_path: Path) -> None:
+    from affectline.training.distill import load_teacher_file, save_teacher_file, teacher_refs
+
+    pixels = np.arange(2 * 48 * 48, dtype=np.uint8).reshape(2, 48, 48)
+    probs = np.full((2, 7), 1 / 7, np.float32)
+    save_teacher_file(tmp_path / "t.npz", probs, pixels, ["a run"])
+    got, described = load_teacher_file(tmp_path / "t.npz", pixels)
+    assert np.array_equal(got, probs) and described == ["a run"]
+    other = pixels.copy()
+    other[1, 0, 0] ^= 1
+    with pytest.raises(ValueError, match="made for other training images"):
+        load_teacher_file(tmp_path / "t.npz", other)
+    assert teacher_refs("", 0.5, "t.npz") == []
+    with pytest.raises(ValueError, match="not both"):
+        teacher_refs("affectline-vgg/4", 0.5, "t.npz")
+    with pytest.raises(ValueError, match="needs both"):
+        teacher_refs("", 0.0, "t.npz")
+
+
+def test_fold_and_teacher_file_options_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "fer.npz"
+    data.write_bytes(b"")
+    base = ["--data", str(data), "--run-dir", str(tmp_path / "r")]
+    cases = [(["--folds", "1"], "needs k >= 2"), (["--folds", "3", "--fold", "3"], "needs k >= 2"),
+             (["--fold", "1"], "--fold and --fold-seed need --folds K"),
+             (["--teacher-file", str(tmp_path / "none.npz"), "--teacher-weight", "0.5"], "not found"),
+             (["--teacher-file", str(data)], "goes with one of --teacher or --teacher-file")]
+    for argv, message in cases:
+        assert cli.run(build_args(base + argv)) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_training_data_names_teachers_and_folds() -> None:
+    from affectline.training.export import training_data
+
+    cfg = {"ferplus_weight": 0.0, "label_smoothing": 0.1, "mixup_alpha": 0.2, "teachers": "",
+           "teacher_file": "oof.npz", "teacher_weight": 0.5, "folds": 0}
+    assert training_data(cfg).startswith("FER2013 Training split, targets: FER2013 labels, label smoothing 0.1, "
+                                         "mixup alpha 0.2, distilled from oof.npz (weight 0.5) ")
+    cfg = {**cfg, "teacher_file": "", "teacher_weight": 0.0, "folds": 5, "fold": 2, "fold_seed": 0}
+    assert training_data(cfg).startswith("FER2013 Training split without fold 2 of 5 (split seed 0), targets")
+    # manifests written before these options existed
+    assert training_data({"ferplus_weight": 0.0, "label_smoothing": 0.1}).startswith("FER2013 Training split, ")
+
+
+@needs_data
+def test_fold_runs_make_an_out_of_fold_teacher_that_a_run_distils_from(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from affectline.training.distill import load_teacher_file
+    from affectline.training.folds import fold_of
+    from affectline.training.out_of_fold import FoldTeacherError, build_teacher_file
+
+    one_epoch = {**tiny_cfg(tmp_path).__dict__, "epochs": 1}
+    for f in (0, 1):
+        train(TrainConfig(**{**one_epoch, "out_dir": str(tmp_path / f"fold{f}"), "folds": 2, "fold": f}))
+    train_split = load_split(FER_NPZ, "train").first(256)
+    folds = fold_of(train_split.labels, 2, 0)
+    log = (tmp_path / "fold1" / "train.log").read_text()
+    assert f"fold 1 of 2 held out (split seed 0): training on {int((folds != 1).sum())} of 256 images" in log
+
+    report = build_teacher_file([tmp_path / "fold0", tmp_path / "fold1"], tmp_path / "oof.npz")
+    assert [(r["fold"], r["images"]) for r in report["runs"]] == [(f, int((folds == f).sum())) for f in (0, 1)]
+    probs, described = load_teacher_file(tmp_path / "oof.npz", train_split.pixels)
+    assert len(described) == 2 and "fold 0 of 2, split seed 0, epoch 1 of 1" in described[0]
+    # an image's row is the flip-averaged softmax of the run that held it out
+    row = int(np.flatnonzero(folds == 1)[0])
+    net, _, _ = load_model(tmp_path / "fold1" / "best.pt")
+    x = train_split.pixels[row:row + 1]
+    z = flip_averaged_logits(net, x, predict_logits(net, x))[0].astype(np.float64)
+    assert np.allclose(probs[row], np.exp(z - z.max()) / np.exp(z - z.max()).sum(), atol=1e-5)
+    assert report["acc"] == pytest.approx(float((probs.argmax(1) == train_split.labels).mean()))
+
+    # a distilled run from the file: seeded, different from a plain run, logged
+    cfg = TrainConfig(**{**one_epoch, "out_dir": str(tmp_path / "a"), "teacher_file": str(tmp_path / "oof.npz"),
+                         "teacher_weight": 0.5})
+    a, b = train(cfg), train(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "b")}))
+    plain = train(TrainConfig(**{**one_epoch, "out_dir": str(tmp_path / "c")}))
+    assert same_weights(a["model"], b["model"]) and not same_weights(a["model"], plain["model"])
+    assert f"distillation: teachers file {tmp_path / 'oof.npz'} (" in (tmp_path / "a" / "train.log").read_text()
+    with pytest.raises(ValueError, match="made for other training images"):
+        train(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "d"), "train_limit": 128}))
+
+    # refused: a fold missing, a fold twice, a plain run
+    with pytest.raises(FoldTeacherError, match=r"no run for fold\(s\) \[1\]"):
+        build_teacher_file([tmp_path / "fold0"], tmp_path / "x.npz")
+    with pytest.raises(FoldTeacherError, match="fold 0 of 2 .* twice"):
+        build_teacher_file([tmp_path / "fold0", tmp_path / "fold0"], tmp_path / "x.npz")
+    with pytest.raises(FoldTeacherError, match="not a fold run"):
+        build_teacher_file([tmp_path / "c"], tmp_path / "x.npz")
+    # a run stopped early is accepted, and says so: its selected epoch of its schedule
+    train(TrainConfig(**{**one_epoch, "epochs": 2, "out_dir": str(tmp_path / "half"), "folds": 2}), stop_after=1)
+    report = build_teacher_file([tmp_path / "half", tmp_path / "fold1"], tmp_path / "x.npz")
+    assert (report["runs"][0]["epoch"], report["runs"][0]["epochs"]) == (1, 2)
+
+    script = Path(__file__).resolve().parents[1] / "scripts/build_out_of_fold_teacher.py"
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "fold0"), str(tmp_path / "fold1"),
+                          "--out", str(tmp_path / "oof2.npz")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "each from a run that never trained on it: accuracy" in out.stdout
+    assert np.array_equal(load_teacher_file(tmp_path / "oof2.npz", train_split.pixels)[0], probs)
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "nope"), "--out", str(tmp_path / "x.npz")],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "no best.pt" in out.stderr

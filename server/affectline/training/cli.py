@@ -62,6 +62,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "images are blended into the targets (needs --teacher-weight)")
     p.add_argument("--teacher-weight", type=float, default=d("teacher_weight"), metavar="W",
                    help="share of the teachers' distribution in the soft target, 0-1 (default: %(default)s)")
+    p.add_argument("--teacher-file", type=Path, default=None, metavar="FILE",
+                   help="distil from precomputed teacher probabilities on exactly these training images instead "
+                        "of registered models, e.g. out-of-fold outputs (scripts/build_out_of_fold_teacher.py); "
+                        "needs --teacher-weight")
+    p.add_argument("--folds", type=int, default=d("folds"), metavar="K",
+                   help="train on the Training images outside fold --fold of a stratified K-fold split (K >= 2): "
+                        "one of K runs whose held-out outputs make an out-of-fold teacher; 0: all images "
+                        "(default: %(default)s)")
+    p.add_argument("--fold", type=int, default=d("fold"), metavar="I",
+                   help="the fold held out, 0..K-1 (default: %(default)s)")
+    p.add_argument("--fold-seed", type=int, default=d("fold_seed"), metavar="S",
+                   help="seed of the k-fold split's shuffle, independent of --seed (default: %(default)s)")
     p.add_argument("--init-from", default=d("init_from"), metavar="MODEL",
                    help="start from a registered model's weights (NAME/VERSION, same --width; BatchNorm statistics "
                         "rebuilt from training images) instead of a random init, e.g. to fine-tune it")
@@ -121,11 +133,27 @@ def run(args: argparse.Namespace) -> int:
         print(f"affectline train: error: --min-happy-vs-sad is a fraction in [0, 1), e.g. 0.955, not "
               f"{args.min_happy_vs_sad}", file=sys.stderr)
         return 2
+    teacher_file = str(args.teacher_file or "")
     try:
-        refs = teacher_refs(args.teacher, args.teacher_weight)
+        refs = teacher_refs(args.teacher, args.teacher_weight, teacher_file)
     except ValueError:
-        print("affectline train: error: --teacher and --teacher-weight (> 0) go together", file=sys.stderr)
+        print("affectline train: error: --teacher-weight (> 0) goes with one of --teacher or --teacher-file",
+              file=sys.stderr)
         return 2
+    if teacher_file and not args.teacher_file.is_file():
+        print(f"affectline train: error: --teacher-file {teacher_file} not found", file=sys.stderr)
+        return 2
+    if not args.folds and (args.fold or args.fold_seed):
+        print("affectline train: error: --fold and --fold-seed need --folds K", file=sys.stderr)
+        return 2
+    if args.folds:
+        from affectline.training.folds import check_fold
+
+        try:
+            check_fold(args.folds, args.fold)
+        except ValueError as exc:
+            print(f"affectline train: error: --folds/--fold: {exc}", file=sys.stderr)
+            return 2
     registry = ModelRegistry(MODELS_ROOT)
     try:
         for ref in refs:  # fail before training starts, not after the data is loaded
@@ -159,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
                           batch_size=args.batch_size, lr=args.lr, ferplus_weight=args.ferplus_weight,
                           label_smoothing=args.label_smoothing, mixup_alpha=args.mixup, pair_weight=args.pair_weight,
                           ema_decay=args.ema_decay, teachers=args.teacher, teacher_weight=args.teacher_weight,
+                          teacher_file=teacher_file, folds=args.folds, fold=args.fold, fold_seed=args.fold_seed,
                           init_from=args.init_from, select_flip=args.select_flip, min_happy_vs_sad=args.min_happy_vs_sad,
                           precision=args.precision, threads=args.threads, train_limit=args.train_limit, eval_limit=args.eval_limit)
         ckpt = train(cfg, resume=args.resume, stop_after=args.stop_after,

@@ -39,6 +39,15 @@ class TrainConfig:
     # soft targets with teacher_weight. "" / 0 (default) leaves runs as before.
     teachers: str = ""
     teacher_weight: float = 0.0
+    # Or a teacher file (training.distill.save_teacher_file): precomputed probabilities on exactly
+    # these training images, e.g. out-of-fold outputs (scripts/build_out_of_fold_teacher.py).
+    teacher_file: str = ""
+    # folds >= 2: train on the Training images outside fold `fold` of a stratified k-fold split
+    # (training.folds, shuffled by fold_seed), so the run is an out-of-fold teacher for that fold.
+    # 0 (default): all training images.
+    folds: int = 0
+    fold: int = 0
+    fold_seed: int = 0
     # Warm start: a registered model ("affectline-vgg/6") whose fp32 file's weights initialise the
     # network (training.warm_start; same width) instead of a random init. "" (default): random init.
     init_from: str = ""

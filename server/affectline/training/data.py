@@ -35,6 +35,10 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def first(self, n: int) -> Split:
+        """The first n images (--train-limit / --eval-limit); all of them when n <= 0."""
+        return self if n <= 0 else Split(self.pixels[:n], self.labels[:n], self.votes[:n])
+
 
 def load_split(path: Path, split: str) -> Split:
     if not Path(path).is_file():

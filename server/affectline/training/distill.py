@@ -6,6 +6,11 @@ normalised geometric mean); the student's soft target becomes
 (1 - weight) x its label target + weight x the teacher's distribution (`blend_teacher`).
 The teachers' outputs are computed once, on the un-augmented training images, before the first
 epoch. Teachers are never run on PublicTest or PrivateTest here.
+
+A teacher may also come as a file of precomputed probabilities (`save_teacher_file`), e.g. the
+out-of-fold outputs of k runs that each held one fold of the training images out
+(scripts/build_out_of_fold_teacher.py, training.folds). The file records the sha256 of the
+training pixels its rows belong to, so it is never blended into another image set's targets.
 """
 
 from __future__ import annotations
@@ -28,15 +33,18 @@ def parse_teachers(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def teacher_refs(teachers: str, weight: float) -> list[str]:
-    """The teachers a run distils from ([] when it does not); ValueError unless teachers and a
-    weight > 0 are given together (or neither, weight 0)."""
+def teacher_refs(teachers: str, weight: float, teacher_file: str = "") -> list[str]:
+    """The registered teachers a run distils from ([] when it does not, or distils from a teacher
+    file); ValueError unless a weight > 0 comes with exactly one source (registered teachers or a
+    teacher file), or weight 0 with neither."""
     refs = parse_teachers(teachers)
-    if not refs and weight == 0:
+    if refs and teacher_file:
+        raise ValueError("distillation takes registered teachers or a teacher file, not both")
+    if not refs and not teacher_file and weight == 0:
         return []
-    if not refs or weight <= 0:
-        raise ValueError("distillation needs both teachers and a teacher weight > 0 "
-                         f"(got teachers={teachers!r}, teacher_weight={weight})")
+    if not (refs or teacher_file) or weight <= 0:
+        raise ValueError("distillation needs both teachers (or a teacher file) and a teacher weight > 0 "
+                         f"(got teachers={teachers!r}, teacher_file={teacher_file!r}, teacher_weight={weight})")
     return refs
 
 
@@ -54,6 +62,35 @@ def blend_teacher(targets: np.ndarray, teacher: np.ndarray, weight: float) -> np
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"teacher weight must be in [0, 1], not {weight}")
     return ((1.0 - weight) * targets + weight * teacher).astype(np.float32)
+
+
+def pixels_sha256(pixels: np.ndarray) -> str:
+    """Identity of an image set (its uint8 bytes, in order)."""
+    return hashlib.sha256(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()).hexdigest()
+
+
+def save_teacher_file(path: Path, probs: np.ndarray, pixels: np.ndarray, described: Sequence[str]) -> None:
+    """Write a teacher's [N,C] distribution on the images `pixels` [N,H,W] (written then renamed)."""
+    if len(probs) != len(pixels):
+        raise ValueError(f"{len(probs)} teacher rows for {len(pixels)} images")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, probs=probs.astype(np.float32), pixels_sha256=pixels_sha256(pixels),
+             described=np.array(list(described)))
+    tmp.replace(path)
+
+
+def load_teacher_file(path: Path, pixels: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """A teacher file's distribution for exactly these images, and its description; ValueError
+    when the file was made for other images (another data file, --train-limit or fold)."""
+    with np.load(path) as d:
+        probs, digest, described = d["probs"], str(d["pixels_sha256"]), [str(x) for x in d["described"]]
+    if digest != pixels_sha256(pixels) or len(probs) != len(pixels):
+        raise ValueError(f"teacher file {path} was made for other training images ({len(probs)} rows, pixels "
+                         f"sha256 {digest[:16]}) than these ({len(pixels)}, {pixels_sha256(pixels)[:16]})")
+    if probs.ndim != 2 or probs.shape[1] != len(CLASS_NAMES):
+        raise ValueError(f"teacher file {path}: probabilities of shape {probs.shape}, not [N,{len(CLASS_NAMES)}]")
+    return probs.astype(np.float32), described
 
 
 def teacher_probs(refs: Sequence[str], pixels: np.ndarray, models_root: Path, threads: int = 2,

@@ -77,7 +77,13 @@ def training_data(cfg: dict[str, Any]) -> str:
     targets = (f"{1 - w:g} x FER2013 label + {w:g} x FER+ vote distribution" if w > 0 else "FER2013 labels")
     mix = cfg.get("mixup_alpha", 0.0)
     mixed = f", mixup alpha {mix:g}" if mix > 0 else ""
-    return (f"FER2013 Training split, targets: {targets}, label smoothing {ls:g}{mixed} "
+    teacher = cfg.get("teachers") or cfg.get("teacher_file")
+    if teacher:
+        mixed += f", distilled from {teacher} (weight {cfg['teacher_weight']:g})"
+    images = "Training split"
+    if cfg.get("folds"):
+        images += f" without fold {cfg['fold']} of {cfg['folds']} (split seed {cfg['fold_seed']})"
+    return (f"FER2013 {images}, targets: {targets}, label smoothing {ls:g}{mixed} "
             "(research/evaluation data, no open licence; see docs/model-card.md)")
 
 

@@ -26,8 +26,9 @@ from affectline.models.registry import ModelRegistry
 from affectline.training.augment import augment
 from affectline.training.config import DEVICES, PRECISIONS, TrainConfig
 from affectline.training.data import Split, load_split, normalise, soft_targets
-from affectline.training.distill import MODELS_ROOT, blend_teacher, teacher_probs, teacher_refs
+from affectline.training.distill import MODELS_ROOT, blend_teacher, load_teacher_file, teacher_probs, teacher_refs
 from affectline.training.evaluate import HAPPY, SAD, happy_vs_sad
+from affectline.training.folds import without_fold
 from affectline.training.model import ExpressionVGG, count_params
 from affectline.training.warm_start import warm_start
 
@@ -205,10 +206,6 @@ def selection_score(entry: dict[str, float], cfg: TrainConfig, ema: bool) -> flo
     return entry[key + "acc"]
 
 
-def _limit(split: Split, n: int) -> Split:
-    return split if n <= 0 else Split(split.pixels[:n], split.labels[:n], split.votes[:n])
-
-
 def setup_logging(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     log.setLevel(logging.INFO)
@@ -280,12 +277,17 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
             cfg = TrainConfig.from_dict({**asdict(cfg), "epochs": epochs})
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
 
-    tr = _limit(load_split(Path(cfg.data), "train"), cfg.train_limit)
+    tr = load_split(Path(cfg.data), "train").first(cfg.train_limit)
+    if cfg.folds:
+        n = len(tr)
+        tr = without_fold(tr, cfg.folds, cfg.fold, cfg.fold_seed)
+        log.info("k-fold teacher run: fold %d of %d held out (split seed %d): training on %d of %d images",
+                 cfg.fold, cfg.folds, cfg.fold_seed, len(tr), n)
     if cfg.init_from and not ckpt:  # a resumed run already holds its weights
         warm_start_registered(cfg, model, tr)
         if ema is not None:
             ema.load_state_dict(model.state_dict())
-    pub = _limit(load_split(Path(cfg.data), "public"), cfg.eval_limit)
+    pub = load_split(Path(cfg.data), "public").first(cfg.eval_limit)
     targets = torch.from_numpy(_targets(cfg, tr))
     pixels01 = torch.from_numpy(tr.pixels).float().unsqueeze(1) / 255.0
     steps_per_epoch = math.ceil(len(tr) / cfg.batch_size)
@@ -399,12 +401,16 @@ def _describe(dev: torch.device) -> str:
 def _targets(cfg: TrainConfig, tr: Split) -> np.ndarray:
     """The soft training targets: labels (+ FER+ votes) with smoothing, then the teachers' blend."""
     targets = soft_targets(tr, cfg.ferplus_weight, cfg.label_smoothing)
-    refs = teacher_refs(cfg.teachers, cfg.teacher_weight)
-    if not refs:
+    refs = teacher_refs(cfg.teachers, cfg.teacher_weight, cfg.teacher_file)
+    if not refs and not cfg.teacher_file:
         return targets
     t0 = time.perf_counter()
-    teacher, described = teacher_probs(refs, tr.pixels, MODELS_ROOT, cfg.threads)
-    log.info("distillation: teachers %s, weight %s; their geometric mean agrees with the training labels on "
+    if cfg.teacher_file:
+        teacher, described = load_teacher_file(Path(cfg.teacher_file), tr.pixels)
+        described = [f"file {cfg.teacher_file} ({', '.join(described)})"]
+    else:
+        teacher, described = teacher_probs(refs, tr.pixels, MODELS_ROOT, cfg.threads)
+    log.info("distillation: teachers %s, weight %s; the teacher distribution agrees with the training labels on "
              "%.1f %% of the training images (%.0f s)", "; ".join(described), cfg.teacher_weight,
              100 * float((teacher.argmax(1) == tr.labels).mean()), time.perf_counter() - t0)
     return blend_teacher(targets, teacher, cfg.teacher_weight)
