@@ -20,7 +20,8 @@ import torch
 
 from affectline.training.config import TrainConfig
 from affectline.training.data import load_split
-from affectline.training.distill import geometric_mean, pixels_sha256, save_teacher_file
+from affectline.training.calibrate import softmax
+from affectline.training.distill import geometric_mean, save_teacher_file
 from affectline.training.evaluate import happy_vs_sad
 from affectline.training.folds import fold_of, out_of_fold
 from affectline.training.train import BEST, flip_averaged_logits, load_model, predict_logits
@@ -74,11 +75,6 @@ def fold_sets(runs: list[FoldRun]) -> dict[tuple[int, int], dict[int, FoldRun]]:
     return sets
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
-
-
 def build_teacher_file(run_dirs: list[Path], out: Path, data: Path | None = None) -> dict[str, Any]:
     """Writes the teacher file for the Training split as the runs loaded it (from `data`, default
     the file the runs name, with their --train-limit; before their fold was removed), and returns
@@ -95,7 +91,7 @@ def build_teacher_file(run_dirs: list[Path], out: Path, data: Path | None = None
             mine = folds == f
             pixels, labels = train.pixels[mine], train.labels[mine]
             logits = flip_averaged_logits(r.model, pixels, predict_logits(r.model, pixels))
-            held[f] = _softmax(logits.astype(np.float64)).astype(np.float32)
+            held[f] = softmax(logits).astype(np.float32)
             per_run.append({"run_dir": str(r.run_dir), "folds": k, "fold": f, "fold_seed": seed, "images": int(mine.sum()),
                             "epoch": r.epoch, "epochs": r.cfg.epochs,
                             "acc": float((logits.argmax(1) == labels).mean()),
@@ -105,6 +101,6 @@ def build_teacher_file(run_dirs: list[Path], out: Path, data: Path | None = None
         assembled.append(out_of_fold(held, folds))
     probs = geometric_mean(assembled)
     save_teacher_file(out, probs, train.pixels, described)
-    return {"runs": per_run, "fold_sets": len(sets), "images": len(train), "pixels_sha256": pixels_sha256(train.pixels),
+    return {"runs": per_run, "fold_sets": len(sets), "images": len(train),
             "acc": float((probs.argmax(1) == train.labels).mean()),
             "happy_vs_sad": happy_vs_sad(probs, train.labels)}
