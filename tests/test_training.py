@@ -701,7 +701,7 @@ def test_fold_runs_make_an_out_of_fold_teacher_that_a_run_distils_from(tmp_path:
 
     from affectline.training.distill import load_teacher_file
     from affectline.training.folds import fold_of
-    from affectline.training.out_of_fold import FoldTeacherError, build_teacher_file
+    from affectline.training.out_of_fold import FoldTeacherError, build_teacher_file, check_runs
 
     one_epoch = {**tiny_cfg(tmp_path).__dict__, "epochs": 1}
     for f in (0, 1):
@@ -736,6 +736,9 @@ def test_fold_runs_make_an_out_of_fold_teacher_that_a_run_distils_from(tmp_path:
     # refused: a fold missing, a fold twice, a plain run
     with pytest.raises(FoldTeacherError, match=r"no run for fold\(s\) \[1\]"):
         build_teacher_file([tmp_path / "fold0"], tmp_path / "x.npz")
+    # ...but a check measures an incomplete set, each run as the teacher build measured it
+    assert check_runs([tmp_path / "fold1"]) == report["runs"][1:]
+    assert not (tmp_path / "x.npz").exists()
     with pytest.raises(FoldTeacherError, match="fold 0 of 2 .* twice"):
         build_teacher_file([tmp_path / "fold0", tmp_path / "fold0"], tmp_path / "x.npz")
     with pytest.raises(FoldTeacherError, match="not a fold run"):
@@ -751,6 +754,11 @@ def test_fold_runs_make_an_out_of_fold_teacher_that_a_run_distils_from(tmp_path:
     assert out.returncode == 0, out.stderr
     assert "each from a run that never trained on it: accuracy" in out.stdout
     assert np.array_equal(load_teacher_file(tmp_path / "oof2.npz", train_split.pixels)[0], probs)
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "fold1"), "--check"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "fold 1 of 2 (split seed 0; epoch 1 of 1)" in out.stdout and "nothing written" in out.stdout
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "fold1")], capture_output=True, text=True)
+    assert out.returncode == 2 and "--out is required" in out.stderr
     out = subprocess.run([sys.executable, str(script), str(tmp_path / "nope"), "--out", str(tmp_path / "x.npz")],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "no best.pt" in out.stderr

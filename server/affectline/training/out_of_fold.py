@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from affectline.training.config import TrainConfig
-from affectline.training.data import load_split
+from affectline.training.data import Split, load_split
 from affectline.training.calibrate import softmax
 from affectline.training.distill import geometric_mean, save_teacher_file
 from affectline.training.evaluate import happy_vs_sad
@@ -56,11 +56,7 @@ def load_fold_run(run_dir: Path) -> FoldRun:
 
 def fold_sets(runs: list[FoldRun]) -> dict[tuple[int, int], dict[int, FoldRun]]:
     """Runs grouped by (k, split seed), each group keyed by held-out fold; FoldTeacherError
-    unless every group has each of its folds exactly once and all runs saw the same images."""
-    for r in runs[1:]:
-        if (r.cfg.data, r.cfg.train_limit) != (runs[0].cfg.data, runs[0].cfg.train_limit):
-            raise FoldTeacherError(f"{r.run_dir} trained on {r.cfg.data} (train limit {r.cfg.train_limit}), "
-                                   f"{runs[0].run_dir} on {runs[0].cfg.data} (train limit {runs[0].cfg.train_limit})")
+    unless every group has each of its folds exactly once."""
     sets: dict[tuple[int, int], dict[int, FoldRun]] = {}
     for r in runs:
         group = sets.setdefault((r.cfg.folds, r.cfg.fold_seed), {})
@@ -75,30 +71,56 @@ def fold_sets(runs: list[FoldRun]) -> dict[tuple[int, int], dict[int, FoldRun]]:
     return sets
 
 
+def held_out_outputs(run: FoldRun, train: Split) -> tuple[np.ndarray, dict[str, Any]]:
+    """One run on the Training images of the fold it held out (`train` as the runs loaded it,
+    before their fold was removed): their flip-averaged probabilities, and what it measured
+    there (images, selected epoch, accuracy, happy-vs-sad)."""
+    k, f, seed = run.cfg.folds, run.cfg.fold, run.cfg.fold_seed
+    mine = fold_of(train.labels, k, seed) == f
+    pixels, labels = train.pixels[mine], train.labels[mine]
+    logits = flip_averaged_logits(run.model, pixels, predict_logits(run.model, pixels))
+    report = {"run_dir": str(run.run_dir), "folds": k, "fold": f, "fold_seed": seed, "images": int(mine.sum()),
+              "epoch": run.epoch, "epochs": run.cfg.epochs,
+              "acc": float((logits.argmax(1) == labels).mean()),
+              "happy_vs_sad": happy_vs_sad(logits, labels)}
+    return softmax(logits).astype(np.float32), report
+
+
+def training_images(runs: list[FoldRun], data: Path | None = None) -> Split:
+    """The Training split the runs loaded (from `data`, default the file they name, with their
+    --train-limit); FoldTeacherError when they did not all see the same images."""
+    for r in runs[1:]:
+        if (r.cfg.data, r.cfg.train_limit) != (runs[0].cfg.data, runs[0].cfg.train_limit):
+            raise FoldTeacherError(f"{r.run_dir} trained on {r.cfg.data} (train limit {r.cfg.train_limit}), "
+                                   f"{runs[0].run_dir} on {runs[0].cfg.data} (train limit {runs[0].cfg.train_limit})")
+    return load_split(Path(data or runs[0].cfg.data), "train").first(runs[0].cfg.train_limit)
+
+
+def check_runs(run_dirs: list[Path], data: Path | None = None) -> list[dict[str, Any]]:
+    """Each run measured on its held-out images, for any set of finished fold runs (an
+    incomplete set too: a check while the remaining folds still train). Writes nothing."""
+    runs = [load_fold_run(Path(d)) for d in run_dirs]
+    train = training_images(runs, data)
+    return [held_out_outputs(r, train)[1] for r in runs]
+
+
 def build_teacher_file(run_dirs: list[Path], out: Path, data: Path | None = None) -> dict[str, Any]:
     """Writes the teacher file for the Training split as the runs loaded it (from `data`, default
     the file the runs name, with their --train-limit; before their fold was removed), and returns
     what it measured: each run's accuracy and happy-vs-sad on its held-out images, and the
     assembled teacher's over all of them."""
     runs = [load_fold_run(Path(d)) for d in run_dirs]
+    train = training_images(runs, data)
     sets = fold_sets(runs)
-    train = load_split(Path(data or runs[0].cfg.data), "train").first(runs[0].cfg.train_limit)
     per_run, assembled, described = [], [], []
     for (k, seed), group in sorted(sets.items()):
-        folds = fold_of(train.labels, k, seed)
         held: dict[int, np.ndarray] = {}
         for f, r in sorted(group.items()):
-            mine = folds == f
-            pixels, labels = train.pixels[mine], train.labels[mine]
-            logits = flip_averaged_logits(r.model, pixels, predict_logits(r.model, pixels))
-            held[f] = softmax(logits).astype(np.float32)
-            per_run.append({"run_dir": str(r.run_dir), "folds": k, "fold": f, "fold_seed": seed, "images": int(mine.sum()),
-                            "epoch": r.epoch, "epochs": r.cfg.epochs,
-                            "acc": float((logits.argmax(1) == labels).mean()),
-                            "happy_vs_sad": happy_vs_sad(logits, labels)})
+            held[f], report = held_out_outputs(r, train)
+            per_run.append(report)
             described.append(f"{r.run_dir} (fold {f} of {k}, split seed {seed}, epoch {r.epoch} of {r.cfg.epochs}, "
                              f"best.pt sha256 {r.best_sha256[:16]})")
-        assembled.append(out_of_fold(held, folds))
+        assembled.append(out_of_fold(held, fold_of(train.labels, k, seed)))
     probs = geometric_mean(assembled)
     save_teacher_file(out, probs, train.pixels, described)
     return {"runs": per_run, "fold_sets": len(sets), "images": len(train),
