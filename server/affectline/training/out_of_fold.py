@@ -110,8 +110,8 @@ def build_teacher_file(run_dirs: list[Path], out: Path, data: Path | None = None
     what it measured: each run's accuracy and happy-vs-sad on its held-out images, and the
     assembled teacher's over all of them."""
     runs = [load_fold_run(Path(d)) for d in run_dirs]
+    sets = fold_sets(runs)  # refuse an incomplete set before loading the data
     train = training_images(runs, data)
-    sets = fold_sets(runs)
     per_run, assembled, described = [], [], []
     for (k, seed), group in sorted(sets.items()):
         held: dict[int, np.ndarray] = {}
