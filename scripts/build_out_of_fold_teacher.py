@@ -14,7 +14,7 @@ and the assembled teacher's; PublicTest and PrivateTest are not touched. Then di
 With --check, any finished fold runs (an incomplete set too, while the others still train) are
 only measured on their held-out Training images, and nothing is written:
 
-    .venv/bin/python scripts/build_out_of_fold_teacher.py --check training-state/fold5-0
+    .venv/bin/python scripts/build_out_of_fold_teacher.py --check artifacts/training/fold5-0
 """
 
 from __future__ import annotations
