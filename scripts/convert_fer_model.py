@@ -302,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
             accuracy = old["accuracy"]
             log("kept accuracy from the existing manifest (same onnx sha256)")
     if accuracy is None:
-        log("manifest accuracy is empty: run scripts/eval_fer2013.py --update-manifest to measure it")
+        log("manifest accuracy is empty: measure it with "
+            "`affectline evaluate --model fer-mini-xception --variant fp32 --update-manifest`")
     version = args.out_dir.name if args.out_dir.name.isdigit() else "1"
     manifest = build_manifest(args.hdf5, onnx_sha, info, version, accuracy)
     man_path.write_text(json.dumps(manifest, indent=2) + "\n")

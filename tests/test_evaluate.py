@@ -1,4 +1,4 @@
-"""Classification metrics (affectline.training.evaluate): small exact examples, numpy only."""
+"""Classification metrics (affectline.training.metrics) on exact examples, and `affectline evaluate`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from fer_data import FER_NPZ, REPO_ROOT
 
 from affectline.training.data import CLASS_NAMES
-from affectline.training.evaluate import classification_report, happy_vs_sad_where_ferplus_agrees
+from affectline.training.metrics import classification_report, happy_vs_sad_where_ferplus_agrees
 
 H, S, N = CLASS_NAMES.index("happy"), CLASS_NAMES.index("sad"), CLASS_NAMES.index("neutral")
 
@@ -44,12 +44,32 @@ def test_happy_vs_sad_where_ferplus_agrees_without_such_faces() -> None:
     assert n == 0 and np.isnan(acc)
 
 
+def evaluate(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "affectline", "evaluate", *args], capture_output=True, text=True,
+                          timeout=300, cwd=REPO_ROOT)
+
+
 @pytest.mark.skipif(not FER_NPZ.is_file(), reason=f"FER2013 data not available at {FER_NPZ}")
-def test_eval_script_prints_both_happy_vs_sad_figures() -> None:
-    out = subprocess.run([sys.executable, str(REPO_ROOT / "scripts/eval_fer2013.py"), "--split", "public"],
-                         capture_output=True, text=True, timeout=300, check=True).stdout
+def test_evaluate_prints_both_happy_vs_sad_figures() -> None:
+    result = evaluate("--split", "public", "--model", "affectline-vgg-fast", "--variant", "fp32")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "model affectline-vgg-fast/1 variant fp32" in out and "PrivateTest" not in out
     plain = re.search(r"happy-vs-sad\s+([\d.]+) % \(n=1548", out)
     backed = re.search(r"([\d.]+) % on the (\d+) of them whose FER\+ votes", out)
     assert plain and backed, out
     assert 0 < int(backed.group(2)) < 1548
     assert float(backed.group(1)) > float(plain.group(1))  # label noise: the backed subset is easier
+    accuracy = float(re.search(r"accuracy\s+([\d.]+) %", out).group(1))
+    assert accuracy == pytest.approx(70.38, abs=0.01)  # the manifest's fp32 PublicTest figure
+    assert "confusion matrix" in out and "macro-F1" in out and "per-class recall" in out
+
+
+def test_evaluate_says_what_is_missing(tmp_path) -> None:
+    result = evaluate("--data", str(tmp_path / "none.npz"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"affectline evaluate: error: FER2013 data not found at {tmp_path / 'none.npz'} (pass --data PATH to fer2013.npz)"]
+    if FER_NPZ.is_file():
+        result = evaluate("--model", "no-such-model")
+        assert result.returncode == 2 and "'no-such-model' not found" in result.stderr

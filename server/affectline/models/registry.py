@@ -10,6 +10,8 @@ from typing import Any
 
 DEFAULT_MODEL = "affectline-vgg"
 DEFAULT_ROOT = Path(__file__).resolve().parent  # models packaged with affectline
+# Models that left the package, each with the commit and command that bring it back.
+RETIRED = DEFAULT_ROOT / "retired.json"
 
 
 class ModelNotFoundError(LookupError):
@@ -56,7 +58,7 @@ class ModelManifest:
     attribution: str = ""
     accuracy: dict[str, Any] = field(default_factory=dict, hash=False)
     # Optional precision variants: {"fp32"|"fp16"|"int8": {"file": ..., "fer2013_private_test": ...,
-    # "cpu_img_per_s_batch32": ...}, ...} written by scripts/build_model_variants.py.
+    # "cpu_img_per_s_batch32": ...}, ...} written by affectline.training.variants.
     variants: dict[str, Any] = field(default_factory=dict, hash=False)
 
     @classmethod
@@ -138,3 +140,8 @@ class ModelRegistry:
             available = ", ".join(m.key for m in models) or "none"
             raise ModelNotFoundError(f"model {wanted!r} not found in {self.root} (available: {available})")
         return matches[-1]
+
+
+def retired_models(path: Path = RETIRED) -> builtins.list[dict[str, Any]]:
+    """The retired models' entries: model, path, commit, why, accuracy, restore (a git command)."""
+    return list(json.loads(Path(path).read_text())["retired"])

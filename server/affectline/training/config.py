@@ -14,7 +14,10 @@ class TrainConfig:
     data: str
     out_dir: str
     seed: int = 0
-    epochs: int = 28
+    epochs: int = 28  # length of the cosine schedule
+    # > 0: the run ends after this epoch of the schedule (the learning rate follows the full
+    # `epochs` schedule up to there); affectline-vgg/6 ran 60 of 80. 0: the whole schedule.
+    train_epochs: int = 0
     width: int = 32
     dropout: float = 0.3
     batch_size: int = 128
@@ -22,38 +25,18 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0
-    ferplus_weight: float = 0.0  # FER+ votes pulled fear/disgust towards neutral (affectline-vgg/1)
+    ferplus_weight: float = 0.0  # FER+ votes pulled fear/disgust towards neutral (affectline-vgg/1, retired)
     label_smoothing: float = 0.1
     # > 0: mixup (Zhang et al. 2018): each batch is blended with a shuffled copy of itself by
     # lam ~ Beta(alpha, alpha), images and soft targets alike. 0 (default) leaves runs as before.
     mixup_alpha: float = 0.0
-    # > 0: adds this weight x a binary cross-entropy of happy against sad alone (train.pair_loss),
-    # aimed at the happy-vs-sad goal. 0 (default) leaves runs as before.
-    pair_weight: float = 0.0
     # > 0: also keeps an exponential moving average of the weights (decay per step, warmed up by
     # train.ema_decay_at); the average, not the raw weights, is evaluated, selected and exported.
     # The raw weights' trajectory is unchanged by it. 0 (default) leaves runs as before.
     ema_decay: float = 0.0
-    # Knowledge distillation: comma-separated registered models ("affectline-vgg/3,affectline-vgg/4")
-    # whose combined probabilities on the training images (training.distill) are blended into the
-    # soft targets with teacher_weight. "" / 0 (default) leaves runs as before.
-    teachers: str = ""
-    teacher_weight: float = 0.0
-    # Or a teacher file (training.distill.save_teacher_file): precomputed probabilities on exactly
-    # these training images, e.g. out-of-fold outputs (scripts/build_out_of_fold_teacher.py).
-    teacher_file: str = ""
-    # folds >= 2: train on the Training images outside fold `fold` of a stratified k-fold split
-    # (training.folds, shuffled by fold_seed), so the run is an out-of-fold teacher for that fold.
-    # 0 (default): all training images.
-    folds: int = 0
-    fold: int = 0
-    fold_seed: int = 0
-    # Warm start: a registered model ("affectline-vgg/6") whose fp32 file's weights initialise the
-    # network (training.warm_start; same width) instead of a random init. "" (default): random init.
-    init_from: str = ""
     # Selection (which epoch becomes best.pt). select_flip: judge the selected weights by their
     # flip-averaged PublicTest logits (mean over the image and its mirror, what a graph built by
-    # scripts/build_flip_averaged_model.py serves). min_happy_vs_sad > 0: only epochs whose PublicTest
+    # training.flip_export serves). min_happy_vs_sad > 0: only epochs whose PublicTest
     # happy-vs-sad (flip-averaged with select_flip) reaches it may be selected; the best accuracy among
     # them wins, and a run where none does has no best.pt. False / 0 (default) leave runs as before.
     select_flip: bool = False
@@ -65,6 +48,11 @@ class TrainConfig:
     threads: int = 2
     train_limit: int = 0  # >0: use only the first N training images (smoke tests)
     eval_limit: int = 0  # >0: use only the first N PublicTest images (smoke tests)
+
+    @property
+    def final_epoch(self) -> int:
+        """The last epoch the run trains (1-based)."""
+        return min(self.train_epochs, self.epochs) if self.train_epochs > 0 else self.epochs
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:

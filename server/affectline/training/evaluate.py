@@ -1,137 +1,88 @@
-"""Classification metrics on probability matrices (numpy only, no torch needed)."""
+"""`affectline evaluate`: a registered model's FER2013 PublicTest/PrivateTest figures, as served.
+
+The crops go through EmotionModel (the engine `serve` and `classify` run, same precision
+variant choice, resized to the model's input as the serving path does). Prints accuracy,
+macro-F1, per-class recall, happy-vs-sad (also over the faces whose FER+ votes back the
+FER2013 label, for context: the labels are noisy), calibration and the confusion matrix.
+"""
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from affectline.training.data import CLASS_NAMES
+from affectline.inference.engine import EmotionModel
+from affectline.models.registry import RegisteredModel
+from affectline.training.data import CLASS_NAMES, FERPLUS_COLUMNS, SPLITS, DataNotFoundError
+from affectline.training.metrics import (
+    HAPPY,
+    SAD,
+    classification_report,
+    happy_vs_sad_where_ferplus_agrees,
+    manifest_accuracy,
+)
+from affectline.training.variants import to_model_size
+
+SPLIT_NAMES = {"public": "PublicTest", "private": "PrivateTest"}
 
 
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """Top-label ECE with equal-width confidence bins (Guo et al. 2017)."""
-    conf, pred = probs.max(1), probs.argmax(1)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        sel = which == b
-        if sel.any():
-            ece += sel.mean() * abs(float((pred[sel] == labels[sel]).mean()) - float(conf[sel].mean()))
-    return float(ece)
+def evaluate_split(model: EmotionModel, pixels: np.ndarray, labels: np.ndarray, votes: np.ndarray,
+                   batch_size: int = 64) -> dict[str, Any]:
+    """classification_report of the model on 48x48 crops, plus timing and the FER+-backed happy-vs-sad."""
+    if tuple(model.class_names) != CLASS_NAMES:
+        raise ValueError(f"model classes {model.class_names} are not the FER2013 label order {CLASS_NAMES}")
+    t0 = time.perf_counter()
+    probs = model.predict_in_batches(to_model_size(pixels, model.registered.manifest), batch_size)
+    seconds = time.perf_counter() - t0
+    backed, backed_n = happy_vs_sad_where_ferplus_agrees(probs, labels, votes)
+    return {**classification_report(probs, labels), "seconds": seconds,
+            "happy_vs_sad_n": int(np.isin(labels, (HAPPY, SAD)).sum()),
+            "happy_vs_sad_ferplus_backed": backed, "happy_vs_sad_ferplus_backed_n": backed_n}
 
 
-def nll(probs: np.ndarray, labels: np.ndarray) -> float:
-    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean())
+def format_report(name: str, r: dict[str, Any]) -> str:
+    lines = [
+        f"=== FER2013 {name}: {r['n']} images, {r['n'] / r['seconds']:.0f} crops/s ===",
+        f"accuracy      {r['accuracy'] * 100:.2f} %",
+        f"macro-F1      {r['macro_f1'] * 100:.2f} %",
+        f"happy-vs-sad  {r['happy_vs_sad'] * 100:.2f} % (n={r['happy_vs_sad_n']}, argmax of p(happy) vs p(sad))",
+        (f"              {r['happy_vs_sad_ferplus_backed'] * 100:.2f} % on the {r['happy_vs_sad_ferplus_backed_n']} "
+         "of them whose FER+ votes favour the FER2013 label over the other class"),
+        f"calibration   ECE {r['ece']:.4f}, NLL {r['nll']:.4f}",
+        "per-class recall: " + "  ".join(f"{c} {v:.3f}" for c, v in r["recall"].items()),
+        "confusion matrix (rows = true, cols = predicted):",
+        " " * 10 + "".join(f"{c[:8]:>9}" for c in CLASS_NAMES),
+    ]
+    lines += [f"{c:>10}" + "".join(f"{v:>9d}" for v in row) for c, row in zip(CLASS_NAMES, r["confusion"])]
+    return "\n".join(lines)
 
 
-HAPPY, SAD = CLASS_NAMES.index("happy"), CLASS_NAMES.index("sad")
-
-
-def happy_vs_sad(scores: np.ndarray, labels: np.ndarray, rows: np.ndarray | None = None) -> float:
-    """Among faces labelled happy or sad (or the given rows of them): is score(happy) >=
-    score(sad) exactly when the label is happy. Scores may be probabilities or logits."""
-    if rows is None:
-        rows = np.flatnonzero((labels == HAPPY) | (labels == SAD))
-    if len(rows) == 0:
-        return float("nan")
-    return float(((scores[rows, HAPPY] >= scores[rows, SAD]) == (labels[rows] == HAPPY)).mean())
-
-
-def classification_report(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class recall, confusion, happy-vs-sad, ECE and NLL.
-
-    happy-vs-sad follows scripts/eval_fer2013.py: among faces labelled happy or sad, is
-    p(happy) >= p(sad) exactly when the label is happy.
-    """
-    k = len(CLASS_NAMES)
-    pred = probs.argmax(1)
-    cm = np.zeros((k, k), np.int64)
-    np.add.at(cm, (labels, pred), 1)
-    tp = np.diag(cm).astype(np.float64)
-    recall = tp / np.maximum(cm.sum(1), 1)
-    precision = tp / np.maximum(cm.sum(0), 1)
-    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
-    return {
-        "n": int(len(labels)),
-        "accuracy": float((pred == labels).mean()),
-        "macro_f1": float(f1.mean()),
-        "recall": {c: float(r) for c, r in zip(CLASS_NAMES, recall)},
-        "confusion": cm.tolist(),
-        "happy_vs_sad": happy_vs_sad(probs, labels),
-        "ece": expected_calibration_error(probs, labels),
-        "nll": nll(probs, labels),
-    }
-
-
-def rounded_report(r: dict[str, Any]) -> dict[str, Any]:
-    """A report (or a dict of per-class figures) with its floats rounded to 4 places, for manifests."""
-    return {k: (round(v, 4) if isinstance(v, float) else
-                {c: round(x, 4) for c, x in v.items()} if isinstance(v, dict) else v) for k, v in r.items()}
-
-
-def manifest_accuracy(public: dict[str, Any], private: dict[str, Any], measured_with: str,
-                      onnx_sha256: str) -> dict[str, Any]:
-    """The manifest's `accuracy` entry from the PublicTest and PrivateTest reports (the keys
-    `affectline models` and the engine's variant choice read)."""
-    return {
-        "fer2013_private_test": round(private["accuracy"], 4),
-        "fer2013_public_test": round(public["accuracy"], 4),
-        "fer2013_private_test_macro_f1": round(private["macro_f1"], 4),
-        "fer2013_private_test_happy_vs_sad": round(private["happy_vs_sad"], 4),
-        "per_class_recall": {"fer2013_private_test": rounded_report(private["recall"]),
-                             "fer2013_public_test": rounded_report(public["recall"])},
-        "measured_with": measured_with,
-        "onnx_sha256": onnx_sha256,
-    }
-
-
-def happy_vs_sad_where_ferplus_agrees(probs: np.ndarray, labels: np.ndarray, votes: np.ndarray) -> tuple[float, int]:
-    """happy-vs-sad (as in classification_report) over the happy/sad faces whose FER+ votes
-    ([N,7] in CLASS_NAMES order) favour the FER2013 label over the other class of the pair.
-
-    Context for the FER2013 figure, whose labels are noisy: returns (accuracy, faces counted).
-    """
-    rows = np.flatnonzero((labels == HAPPY) | (labels == SAD))
-    other = np.where(labels[rows] == HAPPY, SAD, HAPPY)
-    keep = rows[votes[rows, labels[rows]] > votes[rows, other]]
-    return happy_vs_sad(probs, labels, keep), int(len(keep))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m affectline.training.evaluate --model NAME`: metrics incl. ECE/NLL of a registered model."""
-    import argparse
-    import json
-
-    from affectline.face_crop import resize
-    from affectline.inference.engine import EmotionModel
-    from affectline.models.registry import ModelRegistry
-    from affectline.training.data import DEFAULT_DATA
-
-    ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--variant", default="fp32", help="fp32, fp16, int8 or auto (what the engine serves)")
-    args = ap.parse_args(argv)
-    model = EmotionModel.load(ModelRegistry().get(args.model), providers=["CPUExecutionProvider"],
-                              intra_op_threads=2, variant=args.variant)
-    w, h = model.crop_size
-    with np.load(args.data) as d:
+def evaluate(registered: RegisteredModel, data: Path, splits: list[str], variant: str = "auto",
+             batch_size: int = 64) -> tuple[EmotionModel, dict[str, dict[str, Any]]]:
+    """Reports per split ("public", "private") of the registered model run as `serve` runs it."""
+    if not data.is_file():
+        raise DataNotFoundError(f"FER2013 data not found at {data} (pass --data PATH to fer2013.npz)")
+    model = EmotionModel.load(registered, variant=variant)
+    with np.load(data) as d:
         usage, pixels, labels = d["usage"], d["pixels"], d["label"].astype(np.int64)
-    for code, split in ((1, "PublicTest"), (2, "PrivateTest")):
-        crops = pixels[usage == code]
-        if crops.shape[1:] != (h, w):
-            crops = np.stack([resize(p, (w, h)) for p in crops])
-        probs = model.predict_in_batches(crops)
-        r = classification_report(probs, labels[usage == code])
-        r.pop("confusion")
-        print(f"{model.key} ({model.variant}) {split}: " + json.dumps({k: (round(v, 4) if isinstance(v, float) else
-                                                        {c: round(x, 4) for c, x in v.items()} if isinstance(v, dict)
-                                                        else v) for k, v in r.items()}))
-    return 0
+        votes = d["ferplus_votes"][:, FERPLUS_COLUMNS].astype(np.float32)
+    results = {}
+    for split in splits:
+        sel = usage == SPLITS[split]
+        results[split] = evaluate_split(model, pixels[sel], labels[sel], votes[sel], batch_size)
+    return model, results
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def update_manifest(registered: RegisteredModel, results: dict[str, dict[str, Any]], measured_with: str) -> Path:
+    """Writes the measured figures into the model's manifest.json `accuracy` (a converted model
+    such as fer-mini-xception has none until it is evaluated)."""
+    path = registered.onnx_path.parent / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["accuracy"] = manifest_accuracy(results["public"], results["private"], measured_with,
+                                             manifest.get("provenance", {}).get("onnx_sha256", ""))
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return path

@@ -3,6 +3,8 @@
 The ONNX graph takes normalised crops [N,1,H,W] ("crops") and returns softmax(logits / T)
 ("probs"), the same contract as fer-mini-xception, so the inference engine serves it unchanged.
 T is fitted on PublicTest; all reported test numbers are computed from the exported ONNX file.
+`publish` adds what a shipped model has on top: flip averaging (training.flip_export) and the
+fp16/int8 variants (training.variants), staged outside the registry until complete.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,9 +25,11 @@ from torch import nn
 
 from affectline.training.calibrate import fit_temperature, softmax
 from affectline.training.data import CLASS_NAMES, PIXEL_MEAN, PIXEL_STD, load_split
-from affectline.training.evaluate import classification_report, manifest_accuracy, rounded_report
+from affectline.training.flip_export import flip_average_model
+from affectline.training.metrics import classification_report, manifest_accuracy, rounded_report
 from affectline.training.model import count_params
 from affectline.training.train import BEST, load_model, predict_logits
+from affectline.training.variants import build_variants
 
 log = logging.getLogger("affectline.training")
 INPUT_NAME, OUTPUT_NAME = "crops", "probs"
@@ -77,13 +83,7 @@ def training_data(cfg: dict[str, Any]) -> str:
     targets = (f"{1 - w:g} x FER2013 label + {w:g} x FER+ vote distribution" if w > 0 else "FER2013 labels")
     mix = cfg.get("mixup_alpha", 0.0)
     mixed = f", mixup alpha {mix:g}" if mix > 0 else ""
-    teacher = cfg.get("teachers") or cfg.get("teacher_file")
-    if teacher:
-        mixed += f", distilled from {teacher} (weight {cfg['teacher_weight']:g})"
-    images = "Training split"
-    if cfg.get("folds"):
-        images += f" without fold {cfg['fold']} of {cfg['folds']} (split seed {cfg['fold_seed']})"
-    return (f"FER2013 {images}, targets: {targets}, label smoothing {ls:g}{mixed} "
+    return (f"FER2013 Training split, targets: {targets}, label smoothing {ls:g}{mixed} "
             "(research/evaluation data, no open licence; see docs/model-card.md)")
 
 
@@ -108,7 +108,7 @@ def build_manifest(name: str, version: str, onnx_sha: str, cfg_dict: dict[str, A
         "licence": "Affectline internal; weights trained on FER2013 (research/evaluation use only, "
                    "see docs/model-card.md)",
         "attribution": "FER2013 (Goodfellow et al. 2013); FER+ votes (c) Microsoft Corporation, MIT",
-        # the same keys scripts/eval_fer2013.py --update-manifest writes
+        # the same keys `affectline evaluate --update-manifest` writes
         "accuracy": manifest_accuracy(
             pub, priv, "affectline.training.export (exported ONNX on the npz arrays, onnxruntime CPU fp32)", onnx_sha),
         # extra keys: ModelManifest.from_dict ignores them
@@ -135,20 +135,14 @@ def build_manifest(name: str, version: str, onnx_sha: str, cfg_dict: dict[str, A
             # a resumed run whose cosine schedule was re-planned (--resume --epochs N) says so
             "schedule_changes": ckpt.get("schedule_changes", []),
             "config": cfg_dict,
-            # a weight soup (affectline.training.soup) names its ingredients
-            **({"soup": ckpt["soup"]} if "soup" in ckpt else {}),
-            # a refitted classifier (affectline.training.head_refit) names its source and fit
-            **({"head_refit": ckpt["head_refit"]} if "head_refit" in ckpt else {}),
         },
     }
 
 
 def export_run(run_dir: Path, data: Path, models_root: Path, name: str, version: str,
                checkpoint: str = BEST) -> dict[str, Any]:
-    """Export run_dir/checkpoint to models_root/name/version/{model.onnx,manifest.json}.
-
-    Test-time flip averaging is added afterwards, to the exported file, by
-    scripts/build_flip_averaged_model.py (affectline.models.flip_average)."""
+    """Export run_dir/checkpoint to models_root/name/version/{model.onnx,manifest.json} (the
+    plain graph: no flip averaging, no variants; `publish` adds those)."""
     net, cfg, ckpt = load_model(run_dir / checkpoint)
     last = run_dir / "last.pt"
     if last.is_file():  # history (epochs, wall-clock) and schedule changes live in last.pt
@@ -172,9 +166,33 @@ def export_run(run_dir: Path, data: Path, models_root: Path, name: str, version:
         reports[s] = r
     manifest = build_manifest(name, version, sha256(onnx_path), ckpt["config"], ckpt, count_params(net),
                               temperature, reports)
-    manifest["training"]["test_time_flip_averaging"] = False  # see scripts/build_flip_averaged_model.py
+    manifest["training"]["test_time_flip_averaging"] = False  # training.flip_export sets it
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     log.info("exported %s (%.2f MB), T=%.3f, PublicTest acc %.4f, PrivateTest acc %.4f, ECE %.4f -> %.4f",
              onnx_path, onnx_path.stat().st_size / 1e6, temperature, reports["public"]["accuracy"],
              reports["private"]["accuracy"], reports["private"]["ece_uncalibrated"], reports["private"]["ece"])
+    return manifest
+
+
+def publish(run_dir: Path, data: Path, models_root: Path, name: str, version: str, *, flip_average: bool,
+            variants: bool) -> dict[str, Any]:
+    """Export the run's best checkpoint as models_root/name/version, flip-averaged (temperature
+    re-fitted on PublicTest) and with its measured fp16/int8 variants where asked. Everything is
+    built in a scratch directory first: a failure leaves the registry as it was."""
+    with tempfile.TemporaryDirectory(prefix="affectline-export-") as tmp:
+        plain = Path(tmp) / "plain"
+        manifest = export_run(run_dir, data, plain, name, version)
+        staged = plain / name / version
+        if flip_average:
+            staged = Path(tmp) / "flip"
+            splits = {s: load_split(data, s) for s in ("public", "private")}
+            manifest = flip_average_model(plain / name / version, staged, splits)
+        if variants:
+            manifest["variants"] = build_variants(staged, data)
+        out_dir = models_root / name / version
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(staged, out_dir)
+    log.info("published %s/%s in %s", name, version, out_dir)
     return manifest

@@ -8,7 +8,6 @@ step. A run resumed from `last.pt` therefore continues exactly as if it had neve
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import math
@@ -22,19 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from affectline.inference.variant_probe import describe, fastest, time_variants
-from affectline.models.registry import ModelRegistry
 from affectline.training.augment import augment
 from affectline.training.config import DEVICES, PRECISIONS, TrainConfig
 from affectline.training.data import Split, load_split, normalise, soft_targets
-from affectline.training.distill import MODELS_ROOT, blend_teacher, load_teacher_file, teacher_probs, teacher_refs
-from affectline.training.evaluate import HAPPY, SAD, happy_vs_sad
-from affectline.training.folds import without_fold
+from affectline.training.metrics import happy_vs_sad
 from affectline.training.model import ExpressionVGG, count_params
-from affectline.training.warm_start import warm_start
 
 log = logging.getLogger("affectline.training")
 LAST, BEST = "last.pt", "best.pt"
-WARM_START_IMAGES = 8192  # training crops whose conv outputs rebuild the BatchNorm statistics (warm_start)
 
 
 def build_model(cfg: TrainConfig) -> ExpressionVGG:
@@ -108,27 +102,13 @@ def choose_bf16(precision: str, device: torch.device = torch.device("cpu"), *,
     return bf16, f"auto: one training step timed here, img/s {describe(measured)}"
 
 
-def pair_loss(logits: torch.Tensor, targets: torch.Tensor, a: int, b: int) -> torch.Tensor:
-    """Binary cross-entropy of class a against class b alone: softmax over the two logits vs the
-    targets' a:b split, each sample weighted by the target mass on {a, b} (so faces of other
-    classes, which carry only label-smoothing mass there, barely count). Mean over the batch."""
-    mass = targets[:, a] + targets[:, b]
-    q = targets[:, a] / mass.clamp_min(1e-12)
-    d = logits[:, a] - logits[:, b]
-    return (mass * -(q * F.logsigmoid(d) + (1 - q) * F.logsigmoid(-d))).mean()
-
-
 def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, targets: torch.Tensor,
-               bf16: bool, pair_weight: float = 0.0) -> float:
+               bf16: bool) -> float:
     """One SGD step on soft targets [N,C]; the forward pass under bf16 autocast if asked, the
-    loss in fp32. pair_weight > 0 adds that much of the happy-vs-sad pair loss. Returns the
-    batch's mean loss."""
+    loss in fp32. Returns the batch's mean loss."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         logits = model(x)
-    logits = logits.float()
-    loss = -(targets * F.log_softmax(logits, 1)).sum(1).mean()
-    if pair_weight > 0:
-        loss = loss + pair_weight * pair_loss(logits, targets, HAPPY, SAD)
+    loss = -(targets * F.log_softmax(logits.float(), 1)).sum(1).mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -232,6 +212,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
           device: str = "cpu") -> dict[str, Any]:
     """Train (or continue) the run in cfg.out_dir; returns the latest checkpoint dict.
 
+    The run ends after epoch cfg.train_epochs (when set) or at the end of the schedule.
     stop_after > 0 runs at most that many epochs in this call (continue later with resume=True).
     epochs > 0 with resume changes the schedule length of the resumed run (the cosine then ends
     at the new total); the change is logged and kept in the checkpoint's `schedule_changes`.
@@ -278,33 +259,24 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
 
     tr = load_split(Path(cfg.data), "train").first(cfg.train_limit)
-    if cfg.folds:
-        n = len(tr)
-        tr = without_fold(tr, cfg.folds, cfg.fold, cfg.fold_seed)
-        log.info("k-fold teacher run: fold %d of %d held out (split seed %d): training on %d of %d images",
-                 cfg.fold, cfg.folds, cfg.fold_seed, len(tr), n)
-    if cfg.init_from and not ckpt:  # a resumed run already holds its weights
-        warm_start_registered(cfg, model, tr)
-        if ema is not None:
-            ema.load_state_dict(model.state_dict())
     pub = load_split(Path(cfg.data), "public").first(cfg.eval_limit)
-    targets = torch.from_numpy(_targets(cfg, tr))
+    targets = torch.from_numpy(soft_targets(tr, cfg.ferplus_weight, cfg.label_smoothing))
     pixels01 = torch.from_numpy(tr.pixels).float().unsqueeze(1) / 255.0
     steps_per_epoch = math.ceil(len(tr) / cfg.batch_size)
     total, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
-    log.info("model ExpressionVGG(width=%d): %d params; %d training images, %d PublicTest; %d epochs x %d steps; "
-             "%s (%s) on %s%s%s%s%s",
+    log.info("model ExpressionVGG(width=%d): %d params; %d training images, %d PublicTest; %d epochs x %d steps%s; "
+             "%s (%s) on %s%s%s%s",
              cfg.width, count_params(model), len(tr), len(pub), cfg.epochs, steps_per_epoch,
+             f", ending after epoch {cfg.final_epoch}" if cfg.final_epoch < cfg.epochs else "",
              "bf16 autocast" if bf16 else "fp32", why, _describe(dev),
              f"; mixup alpha {cfg.mixup_alpha}" if cfg.mixup_alpha > 0 else "",
-             f"; happy-vs-sad pair loss x {cfg.pair_weight}" if cfg.pair_weight > 0 else "",
              f"; weight average (EMA) decay {cfg.ema_decay}, selected and exported" if ema is not None else "",
              _describe_selection(cfg))
 
     ckpt = {}
-    end_epoch = cfg.epochs if stop_after <= 0 else min(cfg.epochs, start_epoch + stop_after)
+    end_epoch = cfg.final_epoch if stop_after <= 0 else min(cfg.final_epoch, start_epoch + stop_after)
     for epoch in range(start_epoch, end_epoch):
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout
         g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)  # order + augmentation
@@ -323,7 +295,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
                 x, y = mixup(x, y, cfg.mixup_alpha, mix_rng)
             x = normalise(x).to(dev).contiguous(memory_format=torch.channels_last)  # type: ignore[attr-defined]
             y = y.to(dev)
-            loss_sum += train_step(model, opt, x, y, bf16, cfg.pair_weight) * len(idx)
+            loss_sum += train_step(model, opt, x, y, bf16) * len(idx)
             if ema is not None:
                 ema_update(ema, model, ema_decay_at(step, cfg.ema_decay))
         train_s = time.perf_counter() - t0
@@ -365,24 +337,10 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int = 0, epochs: i
         ckpt = torch.load(out / LAST, weights_only=False, map_location="cpu")
     if best_acc < 0:
         log.info("%s: no epoch reached PublicTest happy-vs-sad %.4f, so none is selected (no %s)",
-                 "done" if end_epoch == cfg.epochs else "stopped", cfg.min_happy_vs_sad, BEST)
+                 "done" if end_epoch == cfg.final_epoch else "stopped", cfg.min_happy_vs_sad, BEST)
     else:
-        log.info("%s: best PublicTest acc %.4f", "done" if end_epoch == cfg.epochs else "stopped", best_acc)
+        log.info("%s: best PublicTest acc %.4f", "done" if end_epoch == cfg.final_epoch else "stopped", best_acc)
     return ckpt
-
-
-def warm_start_registered(cfg: TrainConfig, model: torch.nn.Module, tr: Split) -> float:
-    """Loads the registered model `cfg.init_from` into `model` (warm_start) and returns how far
-    the rebuilt network's eval logits are from the file's; ValueError beyond 1e-3."""
-    registered = ModelRegistry(MODELS_ROOT).get(cfg.init_from)
-    sample = to_input(tr.pixels[:WARM_START_IMAGES])
-    diff = warm_start(model, registered.onnx_path, sample)
-    digest = hashlib.sha256(registered.onnx_path.read_bytes()).hexdigest()
-    log.info("warm start from %s (model.onnx sha256 %s): BatchNorm rebuilt from %d training images; eval logits "
-             "match the file's within %.1e", registered.key, digest[:16], len(sample), diff)
-    if diff > 1e-3:
-        raise ValueError(f"warm start from {registered.key}: the rebuilt network differs from the file by {diff:.1e}")
-    return diff
 
 
 def _describe_selection(cfg: TrainConfig) -> str:
@@ -396,24 +354,6 @@ def _describe_selection(cfg: TrainConfig) -> str:
 
 def _describe(dev: torch.device) -> str:
     return f"GPU {torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else "CPU"
-
-
-def _targets(cfg: TrainConfig, tr: Split) -> np.ndarray:
-    """The soft training targets: labels (+ FER+ votes) with smoothing, then the teachers' blend."""
-    targets = soft_targets(tr, cfg.ferplus_weight, cfg.label_smoothing)
-    refs = teacher_refs(cfg.teachers, cfg.teacher_weight, cfg.teacher_file)
-    if not refs and not cfg.teacher_file:
-        return targets
-    t0 = time.perf_counter()
-    if cfg.teacher_file:
-        teacher, described = load_teacher_file(Path(cfg.teacher_file), tr.pixels)
-        described = [f"file {cfg.teacher_file} ({', '.join(described)})"]
-    else:
-        teacher, described = teacher_probs(refs, tr.pixels, MODELS_ROOT, cfg.threads)
-    log.info("distillation: teachers %s, weight %s; the teacher distribution agrees with the training labels on "
-             "%.1f %% of the training images (%.0f s)", "; ".join(described), cfg.teacher_weight,
-             100 * float((teacher.argmax(1) == tr.labels).mean()), time.perf_counter() - t0)
-    return blend_teacher(targets, teacher, cfg.teacher_weight)
 
 
 def public_metrics(logits: np.ndarray, pub: Split, prefix: str) -> dict[str, float]:

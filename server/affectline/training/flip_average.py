@@ -3,8 +3,8 @@
 Faces are roughly mirror-symmetric, so the network's logits for a crop and for its mirror
 image are two estimates of the same thing; their mean has less variance. Folding the mirror
 and the mean into the model file means every path that runs the model (serving, `affectline
-classify`, the eval script) gets the same predictions, which is what the training issue asks
-of test-time augmentation. The cost is one extra forward pass per crop.
+classify`, `affectline evaluate`) gets the same predictions. The cost is one extra forward pass
+per crop.
 
 The transform needs a graph that ends in Softmax over the classes of a [N, C] tensor (our
 exporter writes `softmax(logits / T)`): the Softmax input of the crop and of its mirror are
@@ -18,7 +18,7 @@ import onnx
 from onnx import TensorProto, helper
 
 _P = "affectline_flip_"
-# Node names a quantizer can be told to leave in float (see scripts/build_model_variants.py).
+# Node names a quantizer can be told to leave in float (training.variants).
 SOFTMAX_INPUT_NODES = (_P + "halves", _P + "mean", _P + "scale")
 
 
