@@ -12,14 +12,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
-import tally
-from affectline.partner_client import ClientSession, start_request
 from affectline.v1 import session_pb2, session_pb2_grpc
-from cryptography.hazmat.primitives.asymmetric import ec
 from gevent.queue import Queue
 from locust import User, task
 from locust.env import Environment
-from viewer import Playback, SendClock, before_end, hint, shielded
+from viewer import ViewerFlow
 
 PUSH = "/affectline.v1.SessionService/PushCrops"
 STREAM = "/affectline.v1.SessionService/StreamCrops"
@@ -47,84 +44,44 @@ class LocustInterceptor(grpc.UnaryUnaryClientInterceptor):
         return response
 
 
-class GrpcViewerUser(User):
-    """A viewer's browser-like flow over native gRPC: StartSession (ECDH), a 30 fps stream of
-    encrypted batches as unary PushCrops, EndSession when the video ends, then the next video."""
+class GrpcViewerUser(ViewerFlow, User):
+    """A viewer's browser-like flow over native gRPC, batches as unary PushCrops."""
 
     weight = 5
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
-        o = environment.parsed_options
-        self.playback = Playback(o.fps, o.frames_per_batch, o.video_seconds, o.video_id)
-        self.channel = grpc.intercept_channel(grpc.insecure_channel(o.grpc_target), LocustInterceptor(environment))
+        self.setup_viewer(environment.parsed_options)
+        self.channel = grpc.intercept_channel(grpc.insecure_channel(environment.parsed_options.grpc_target),
+                                              LocustInterceptor(environment))
         self.stub = session_pb2_grpc.SessionServiceStub(self.channel)
-        self.session: ClientSession | None = None
-        self.clock = SendClock(self.playback.frames_per_batch / self.playback.fps)
-        self.paced_start = False  # the server named a slot for the first batch of this session
-
-    def wait_time(self) -> float:  # one batch per frames_per_batch / fps seconds, in the server's slot
-        return self.clock.wait()
-
-    def start_session(self) -> ClientSession | None:
-        self.playback.restart()
-        key = ec.generate_private_key(ec.SECP256R1())
-        request = start_request(key, video_id=self.playback.video_id, viewer_id=self.playback.viewer_id,
-                                capture_fps=self.playback.fps, frames_per_batch=self.playback.frames_per_batch)
-        try:
-            response = self.stub.StartSession(request)
-        except grpc.RpcError:
-            return None  # already reported by the interceptor; retried next task
-        tally.COUNTS["sessions_started"] += 1
-        tally.RECENT_SESSIONS.append(response.session_id)
-        self.playback.crop_size = response.crop_spec.width or self.playback.crop_size
-        self.paced_start = self.clock.started(hint(response, "first_batch_in_ms"))
-        return ClientSession.open(key, response)
-
-    def end_session(self) -> None:
-        if self.session is not None:
-            try:
-                self.stub.EndSession(self.session.end_request())
-                tally.COUNTS["sessions_ended"] += 1
-            except grpc.RpcError:
-                pass
-            self.session = None
-
-    def on_stop(self) -> None:
-        if self.session is not None:
-            before_end(self.playback)
-        self.end_session()
-        self.channel.close()
 
     @task
     def _task(self) -> None:
-        if self.session is None:
-            self.session = self.start_session()
-            if self.session is None or self.paced_start:
-                return  # the first batch goes out in the server's slot, after wait_time
-        session = self.session
-        shielded(lambda: self.push(session, self.playback))
-        if self.playback.finished:
-            self.end_session()
+        self.viewer_step()
 
-    def push(self, session: ClientSession, playback: Playback) -> None:
-        frames = playback.next_frames()
-        self.clock.sending()
+    def on_stop(self) -> None:
+        self.stop_viewer()
+        self.channel.close()
+
+    def call_start(self, request: session_pb2.StartSessionRequest) -> session_pb2.StartSessionResponse | None:
         try:
-            ack = self.stub.PushCrops(session.push_request(frames, achieved_fps=playback.fps))
+            return self.stub.StartSession(request)
         except grpc.RpcError:
-            self.session = None  # a failed batch leaves a seq gap; start over with a new session
-            return
-        self.clock.acked(hint(ack, "next_batch_in_ms"))
-        count_ack(ack)
+            return None  # already reported by the interceptor
 
+    def call_push(self, request: session_pb2.PushCropsRequest) -> session_pb2.PushCropsResponse | None:
+        try:
+            return self.stub.PushCrops(request)
+        except grpc.RpcError:
+            return None
 
-def count_ack(ack: session_pb2.PushCropsResponse) -> None:
-    if ack.duplicate:
-        tally.COUNTS["duplicate_acks"] += 1
-    else:
-        tally.COUNTS["frames_acked"] += len(ack.results)
-        tally.COUNTS["batches_acked"] += 1
+    def call_end(self, request: session_pb2.EndSessionRequest) -> bool:
+        try:
+            self.stub.EndSession(request)
+            return True
+        except grpc.RpcError:
+            return False
 
 
 class GrpcStreamPartnerUser(GrpcViewerUser):
@@ -152,12 +109,9 @@ class GrpcStreamPartnerUser(GrpcViewerUser):
         self.close_stream()
         super().end_session()
 
-    def push(self, session: ClientSession, playback: Playback) -> None:
+    def call_push(self, request: session_pb2.PushCropsRequest) -> session_pb2.PushCropsResponse | None:
         if self.acks is None:
             self.acks = self.stub.StreamCrops(self._requests(self.outbox))
-        frames = playback.next_frames()
-        request = session.push_request(frames, achieved_fps=playback.fps)
-        self.clock.sending()
         started = time.perf_counter()
         exception: BaseException | None = None
         ack = None
@@ -170,10 +124,7 @@ class GrpcStreamPartnerUser(GrpcViewerUser):
         self.environment.events.request.fire(
             request_type="grpc-stream", name="StreamCrops", response_time=elapsed_ms,
             response_length=ack.ByteSize() if ack else 0, response=ack, context=None, exception=exception)
-        if ack is None:
+        if ack is None:  # the stream is broken: the next session opens a new one
             self.acks = None
             self.outbox = Queue()
-            self.session = None
-            return
-        self.clock.acked(hint(ack, "next_batch_in_ms"))
-        count_ack(ack)
+        return ack

@@ -1,4 +1,5 @@
-"""What every viewer-like user shares: its place in the video, crop frames, session rollover."""
+"""What every viewer-like user shares: its place in the video, crop frames, send pacing and the
+session loop (ViewerFlow), whatever transport carries it."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import gevent
-from affectline.partner_client import Frame, follow_slot
+import tally
+from affectline.partner_client import ClientSession, Frame, follow_slot, start_request
+from affectline.v1 import session_pb2
 from crops import CropPool, load_pool
+from cryptography.hazmat.primitives.asymmetric import ec
 
 NO_FACE_EVERY = 20  # ~5 % of frames: the viewer looked away (face_present = false, no crop)
 _viewer_ids = itertools.count(1)
@@ -104,3 +109,88 @@ def shielded(push: Callable[[], None]) -> None:
     except gevent.GreenletExit:
         g.join()
         raise
+
+
+def count_ack(ack: session_pb2.PushCropsResponse) -> None:
+    if ack.duplicate:
+        tally.COUNTS["duplicate_acks"] += 1
+    else:
+        tally.COUNTS["frames_acked"] += len(ack.results)
+        tally.COUNTS["batches_acked"] += 1
+
+
+class ViewerFlow:
+    """A viewer's session loop, the same on every transport: StartSession (ECDH), one encrypted
+    batch per frames_per_batch / fps seconds in the server's send slot, EndSession when the video
+    ends, then the next video. A Locust User mixes it in, calls `setup_viewer` in __init__,
+    `viewer_step` from its task and `stop_viewer` from on_stop, and supplies the three calls over
+    its transport; each returns None (or False) when the call failed, which it has already
+    reported to Locust."""
+
+    playback: Playback
+    clock: SendClock
+    session: ClientSession | None
+    paced_start: bool
+
+    def call_start(self, request: session_pb2.StartSessionRequest) -> session_pb2.StartSessionResponse | None:
+        raise NotImplementedError
+
+    def call_push(self, request: session_pb2.PushCropsRequest) -> session_pb2.PushCropsResponse | None:
+        raise NotImplementedError
+
+    def call_end(self, request: session_pb2.EndSessionRequest) -> bool:
+        raise NotImplementedError
+
+    def setup_viewer(self, options: Any) -> None:
+        self.playback = Playback(options.fps, options.frames_per_batch, options.video_seconds, options.video_id)
+        self.clock = SendClock(self.playback.frames_per_batch / self.playback.fps)
+        self.session = None
+        self.paced_start = False  # the server named a slot for the first batch of this session
+
+    def wait_time(self) -> float:  # one batch per frames_per_batch / fps seconds, in the server's slot
+        return self.clock.wait()
+
+    def viewer_step(self) -> None:
+        if self.session is None:
+            self.session = self._open()
+            if self.session is None or self.paced_start:
+                return  # the first batch goes out in the server's slot, after wait_time
+        session = self.session
+        shielded(lambda: self._push(session))
+        if self.playback.finished:
+            self.end_session()
+
+    def stop_viewer(self) -> None:
+        if self.session is not None:
+            before_end(self.playback)
+        self.end_session()
+
+    def end_session(self) -> None:
+        if self.session is not None:
+            if self.call_end(self.session.end_request()):
+                tally.COUNTS["sessions_ended"] += 1
+            self.session = None
+
+    def _open(self) -> ClientSession | None:
+        self.playback.restart()
+        key = ec.generate_private_key(ec.SECP256R1())
+        response = self.call_start(start_request(
+            key, video_id=self.playback.video_id, viewer_id=self.playback.viewer_id,
+            capture_fps=self.playback.fps, frames_per_batch=self.playback.frames_per_batch))
+        if response is None:
+            return None  # retried next task
+        tally.COUNTS["sessions_started"] += 1
+        tally.RECENT_SESSIONS.append(response.session_id)
+        self.playback.crop_size = response.crop_spec.width or self.playback.crop_size
+        self.paced_start = self.clock.started(hint(response, "first_batch_in_ms"))
+        return ClientSession.open(key, response)
+
+    def _push(self, session: ClientSession) -> None:
+        frames = self.playback.next_frames()
+        self.clock.sending()
+        ack = self.call_push(session.push_request(frames, achieved_fps=self.playback.fps))
+        if ack is None:
+            self.session = None  # a failed batch leaves a seq gap; start over with a new session
+            return
+        self.clock.acked(hint(ack, "next_batch_in_ms"))
+        count_ack(ack)

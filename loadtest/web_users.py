@@ -16,13 +16,11 @@ from urllib.parse import urlsplit
 
 import gevent
 import tally
-from affectline.partner_client import ClientSession, start_request
 from affectline.v1 import session_pb2
-from cryptography.hazmat.primitives.asymmetric import ec
 from geventhttpclient import HTTPClient
 from locust import User, between, task
 from locust.env import Environment
-from viewer import Playback, SendClock, before_end, hint, shielded
+from viewer import ViewerFlow
 
 GRPC_WEB_HEADERS = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1", "accept": "application/grpc-web+proto"}
 TRAILER_FLAG = 0x80
@@ -89,78 +87,40 @@ class HttpRpcUser(User):
         self.http.close()
 
 
-class GrpcWebViewerUser(HttpRpcUser):
+class GrpcWebViewerUser(ViewerFlow, HttpRpcUser):
     """The browser's flow over gRPC-web (binary protobuf, unary calls only, as fetch allows)."""
 
     weight = 3
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
-        o = environment.parsed_options
-        self.playback = Playback(o.fps, o.frames_per_batch, o.video_seconds, o.video_id)
-        self.session: ClientSession | None = None
-        self.clock = SendClock(self.playback.frames_per_batch / self.playback.fps)
-
-    def wait_time(self) -> float:  # one batch per frames_per_batch / fps seconds, in the server's slot
-        return self.clock.wait()
-
-    def rpc(self, method: str, request: Any, response_type: type) -> Any:
-        body, _ = self.call("grpc-web", f"grpc-web {method}", f"/affectline.v1.SessionService/{method}",
-                                  grpc_web_frame(request.SerializeToString()), GRPC_WEB_HEADERS)
-        return response_type.FromString(body)
+        self.setup_viewer(environment.parsed_options)
 
     @task
     def _task(self) -> None:
-        if self.session is None:
-            self.playback.restart()
-            key = ec.generate_private_key(ec.SECP256R1())
-            try:
-                started = self.rpc("StartSession", start_request(key, video_id=self.playback.video_id,
-                                   viewer_id=self.playback.viewer_id, capture_fps=self.playback.fps,
-                                   frames_per_batch=self.playback.frames_per_batch),
-                                   session_pb2.StartSessionResponse)
-            except (RpcFailed, OSError, gevent.Timeout):
-                return
-            tally.COUNTS["sessions_started"] += 1
-            tally.RECENT_SESSIONS.append(started.session_id)
-            self.playback.crop_size = started.crop_spec.width or self.playback.crop_size
-            self.session = ClientSession.open(key, started)
-            if self.clock.started(hint(started, "first_batch_in_ms")):
-                return  # the first batch goes out in the server's slot, after wait_time
-        shielded(self._push)
-
-    def _push(self) -> None:
-        assert self.session is not None
-        frames = self.playback.next_frames()
-        self.clock.sending()
-        try:
-            ack = self.rpc("PushCrops", self.session.push_request(frames, self.playback.fps), session_pb2.PushCropsResponse)
-        except (RpcFailed, OSError, gevent.Timeout):
-            self.session = None
-            return
-        self.clock.acked(hint(ack, "next_batch_in_ms"))
-        if ack.duplicate:
-            tally.COUNTS["duplicate_acks"] += 1
-        else:
-            tally.COUNTS["frames_acked"] += len(ack.results)
-            tally.COUNTS["batches_acked"] += 1
-        if self.playback.finished:
-            self.end_session()
-
-    def end_session(self) -> None:
-        if self.session is not None:
-            try:
-                self.rpc("EndSession", self.session.end_request(), session_pb2.EndSessionResponse)
-                tally.COUNTS["sessions_ended"] += 1
-            except (RpcFailed, OSError, gevent.Timeout):
-                pass
-            self.session = None
+        self.viewer_step()
 
     def on_stop(self) -> None:
-        if self.session is not None:
-            before_end(self.playback)
-        self.end_session()
+        self.stop_viewer()
         super().on_stop()
+
+    def rpc(self, method: str, request: Any, response_type: type) -> Any:
+        """One unary call; None when it failed (the Locust event already says why)."""
+        try:
+            body, _ = self.call("grpc-web", f"grpc-web {method}", f"/affectline.v1.SessionService/{method}",
+                                grpc_web_frame(request.SerializeToString()), GRPC_WEB_HEADERS)
+        except (RpcFailed, OSError, gevent.Timeout):
+            return None
+        return response_type.FromString(body)
+
+    def call_start(self, request: session_pb2.StartSessionRequest) -> session_pb2.StartSessionResponse | None:
+        return self.rpc("StartSession", request, session_pb2.StartSessionResponse)
+
+    def call_push(self, request: session_pb2.PushCropsRequest) -> session_pb2.PushCropsResponse | None:
+        return self.rpc("PushCrops", request, session_pb2.PushCropsResponse)
+
+    def call_end(self, request: session_pb2.EndSessionRequest) -> bool:
+        return self.rpc("EndSession", request, session_pb2.EndSessionResponse) is not None
 
 
 class AnalystUser(HttpRpcUser):

@@ -1,9 +1,8 @@
-"""Browser-test helpers: the playwright-core bridge, a fake webcam file, a server subprocess."""
+"""Browser-test helpers: the playwright-core bridge and a fake webcam file."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,7 +10,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from affectline.serve_process import free_ports, start_serve
 
 REPO = Path(__file__).resolve().parent.parent
 CLIENT = REPO / "client_js"
@@ -95,24 +93,3 @@ def paced_capture_fps(detect_ms: float, crop_encrypt_ms: float, detect_every: in
     return 1000 * detect_every / per_k
 
 
-class ServerProcess:
-    """`affectline serve` as a subprocess that can be stopped and restarted on the same ports."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.http_port, self.grpc_port = free_ports(2)
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    def start(self) -> None:
-        env = {**os.environ, "AFFECTLINE_DATABASE_URL": ""}  # the data dir's SQLite, whatever the caller's env says
-        self.proc = start_serve(self.data_dir, self.data_dir / "server.log", ports=(self.grpc_port, self.http_port),
-                                env=env, timeout_s=60).proc
-
-    def stop(self, hard: bool = False) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill() if hard else self.proc.terminate()
-            self.proc.wait(20)

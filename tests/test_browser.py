@@ -8,15 +8,17 @@ MIT) alternating with a face-free part of the same photo, 1.5 s each.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections import Counter
-from pathlib import Path
 
 import cv2
 import pytest
 
-from browser_support import (REPO, SAMPLES, Browser, ServerProcess, face_frame, missing_prerequisites,
+from affectline.serve_process import ServeProcess, start_serve
+
+from browser_support import (REPO, SAMPLES, Browser, face_frame, missing_prerequisites,
                              paced_capture_fps, write_y4m)
 
 pytestmark = pytest.mark.skipif(missing_prerequisites() is not None, reason=str(missing_prerequisites()))
@@ -26,8 +28,9 @@ EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = ServerProcess(tmp_path_factory.mktemp("browser-data"))
-    srv.start()
+    data = tmp_path_factory.mktemp("browser-data")
+    env = {**os.environ, "AFFECTLINE_DATABASE_URL": ""}  # the data dir's SQLite, whatever the caller's env says
+    srv = start_serve(data, data / "server.log", env=env, timeout_s=60)
     yield srv
     srv.stop()
 
@@ -45,7 +48,7 @@ def browser(tmp_path_factory):
     b.close()
 
 
-def db_rows(srv: ServerProcess, sql: str, *args) -> list[tuple]:
+def db_rows(srv: ServeProcess, sql: str, *args) -> list[tuple]:
     with sqlite3.connect(srv.data_dir / "affectline.db") as conn:
         return conn.execute(sql, args).fetchall()
 
@@ -61,9 +64,9 @@ def test_consent_measure_and_zero_loss_across_restart(server, browser):
     browser.wait("window.affectline.uploader.acked >= 8", 30)
     browser.call("shot", path=str(SHOTS / "playing.png"))
 
-    server.stop(hard=True)  # a crash mid-stream: the page keeps capturing and queues
+    server.kill()  # a crash mid-stream: the page keeps capturing and queues
     time.sleep(1.5)
-    server.start()
+    server.restart(timeout_s=60)
     browser.wait("window.affectline.state === 'done'", 60)
     stats = browser.js("JSON.stringify(window.affectline)")
     stats = json.loads(stats)

@@ -37,22 +37,47 @@ def free_ports(n: int) -> list[int]:
 
 @dataclass
 class ServeProcess:
+    """A running `affectline serve` child, with what it takes to start it again on the same ports."""
+
     proc: subprocess.Popen
     grpc_port: int
     http_port: int
+    data_dir: Path
+    log_path: Path
+    extra_args: tuple[str, ...] = ()
+    env: Mapping[str, str] | None = None
 
     @property
     def grpc_target(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
-    def stop(self) -> int:
-        """Graceful: in-flight batches are finished and stored before the process exits."""
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def stop(self, timeout_s: float = 60) -> int:
+        """Graceful (SIGTERM): in-flight batches are finished and stored before the process exits."""
+        if self.proc.poll() is not None:
+            return self.proc.returncode
         self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout=60)
+            return self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait()
+
+    def kill(self) -> int:
+        """A crash (SIGKILL): nothing is drained."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        return self.proc.wait()
+
+    def restart(self, timeout_s: float = 90) -> None:
+        """Starts the server again on the same ports and data dir (after stop() or kill())."""
+        if self.proc.poll() is None:
+            raise RuntimeError("restart() of a server that is still running; stop() or kill() it first")
+        self.proc = _start(self.data_dir, self.log_path, self.extra_args, timeout_s, self.grpc_port,
+                           self.http_port, self.env).proc
 
 
 def start_serve(data_dir: Path, log_path: Path, extra_args: Sequence[str] = (), timeout_s: float = 90, *,
@@ -67,7 +92,7 @@ def start_serve(data_dir: Path, log_path: Path, extra_args: Sequence[str] = (), 
         grpc_port, http_port = ports or free_ports(2)
         start = log_path.stat().st_size if log_path.exists() else 0
         try:
-            return _start(data_dir, log_path, extra_args, timeout_s, grpc_port, http_port, env)
+            return _start(data_dir, log_path, tuple(extra_args), timeout_s, grpc_port, http_port, env)
         except RuntimeError:
             with log_path.open("rb") as log:
                 log.seek(start)
@@ -77,7 +102,7 @@ def start_serve(data_dir: Path, log_path: Path, extra_args: Sequence[str] = (), 
     raise AssertionError("unreachable")
 
 
-def _start(data_dir: Path, log_path: Path, extra_args: Sequence[str], timeout_s: float, grpc_port: int,
+def _start(data_dir: Path, log_path: Path, extra_args: tuple[str, ...], timeout_s: float, grpc_port: int,
            http_port: int, env: Mapping[str, str] | None) -> ServeProcess:
     cmd = [sys.executable, "-m", "affectline", "serve", "--host", "127.0.0.1", "--grpc-port", str(grpc_port),
            "--http-port", str(http_port), "--data-dir", str(data_dir), *extra_args]
@@ -90,7 +115,7 @@ def _start(data_dir: Path, log_path: Path, extra_args: Sequence[str], timeout_s:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=1) as r:
                 if r.status == 200:
-                    return ServeProcess(proc, grpc_port, http_port)
+                    return ServeProcess(proc, grpc_port, http_port, data_dir, log_path, extra_args, env)
         except OSError:
             time.sleep(0.25)
     proc.kill()
