@@ -18,7 +18,9 @@ from server_harness import running_server
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with running_server(Settings(data_dir=tmp_path_factory.mktemp("data"), max_frames_per_batch=32)) as s:
+    # Most tests here start sessions of one viewer id: no cap on open sessions per viewer.
+    settings = Settings(data_dir=tmp_path_factory.mktemp("data"), max_frames_per_batch=32, max_sessions_per_viewer=10_000)
+    with running_server(settings) as s:
         yield s
 
 

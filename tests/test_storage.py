@@ -43,7 +43,7 @@ def session_record(session_id: str = "s1", *, video: str = "vid", variant: str =
         variant_id=variant,
         viewer=ViewerInfo(viewer_id=f"viewer-{session_id}", age_band="25-34", gender="f", region="EU"),
         # A non-UTC zone on purpose: it must come back as the same instant, in UTC.
-        consent=ConsentInfo("v3", T0.astimezone(timezone(timedelta(hours=2))), ("emotion", "head_pose")),
+        consent=ConsentInfo("v3", T0.astimezone(timezone(timedelta(hours=2))), ("emotion", "head_pose", "demographics")),
         capture_fps=7.5,
         model="emo-net/1.2.0",
         started_at=T0,
@@ -89,7 +89,7 @@ def test_migrations_from_empty_make_exactly_the_schema(empty_db_url: str) -> Non
     try:
         assert current_revision(engine) is None
         upgrade(engine)
-        assert current_revision(engine) == head_revision() == "0004"
+        assert current_revision(engine) == head_revision() == "0005"
         assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
         with engine.connect() as conn:
             # Columns, types, nullability, keys, indexes and unique constraints of tables.py.
@@ -107,7 +107,7 @@ def test_upgrade_from_0003_drops_the_unused_time_index_and_keeps_the_frames(empt
         store = TimelineStore(engine)
         store.create_session(session_record())
         assert store.append_batch("s1", batch(0, [frame(0, 0, 0, P1), frame(0, 1, 33, None)]))
-        upgrade(engine)
+        upgrade(engine, "0004")
         assert current_revision(engine) == "0004"
         assert "ix_frames_session_time" not in indexes()
         assert [(f.index, f.video_time_ms, f.probs) for f in store.session_frames("s1")] == [(0, 0, P1), (1, 33, None)]
@@ -342,3 +342,78 @@ def test_retention_purges_old_sessions_and_their_frames(store: TimelineStore):
     assert store.purge_sessions_started_before(datetime(2021, 1, 1, tzinfo=UTC)) == 1
     assert store.get_session("old") is None and store.count_frames("old") == 0
     assert store.get_session("new") is not None
+
+
+# ------------------------------------------------------------------------- issue 42 defects
+
+
+def test_seq_past_2_pow_31_is_stored_and_read_back(store: TimelineStore) -> None:
+    """seq is u64 on the wire: on PostgreSQL it was a 32-bit INTEGER (migration 0005)."""
+    store.create_session(session_record())
+    big = 2**31 + 5
+    frames = [frame(big, 0, 0, P1), frame(big, 1, 33, None)]
+    assert store.append_batch("s1", batch(big, frames))
+    assert store.append_batch("s1", batch(2**63 - 1, [frame(2**63 - 1, 0, 66, P2)]))
+    assert store.get_batch("s1", big).frames == tuple(frames)  # type: ignore[union-attr]
+    assert [f.seq for f in store.session_frames("s1")] == [big, big, 2**63 - 1]
+    assert store.max_seq("s1") == 2**63 - 1
+    assert not store.append_batch("s1", batch(big, frames))  # a retry is still recognised
+
+
+def test_a_session_without_demographics_never_wipes_the_known_ones(store: TimelineStore) -> None:
+    store.create_session(session_record("s1"))  # 25-34 / f / EU, with the demographics scope
+    known = ViewerInfo("viewer-s1", "25-34", "f", "EU")
+    bare = replace(session_record("s2"), viewer=ViewerInfo("viewer-s1", "", "", ""))
+    store.create_session(bare)
+    assert store.get_session("s2").viewer == known  # type: ignore[union-attr]
+    # Values sent without the demographics scope are not stored either.
+    no_scope = replace(session_record("s3"), viewer=ViewerInfo("viewer-s1", "65+", "m", "US"),
+                       consent=replace(session_record().consent, scopes=("emotion",)))
+    store.create_session(no_scope)
+    assert store.get_session("s3").viewer == known  # type: ignore[union-attr]
+    # Non-empty values under the scope do update, field by field.
+    store.create_session(replace(session_record("s4"), viewer=ViewerInfo("viewer-s1", "35-44", "", "")))
+    assert store.get_session("s1").viewer == ViewerInfo("viewer-s1", "35-44", "f", "EU")  # type: ignore[union-attr]
+
+
+def test_open_sessions_per_viewer_are_capped(store: TimelineStore) -> None:
+    from affectline.storage.timeline_store import TooManyOpenSessions
+
+    for i in range(3):
+        store.create_session(session_record(f"s{i}"), max_open_per_viewer=3)
+    viewer = session_record("s0").viewer
+    same_viewer = lambda sid: replace(session_record(sid), viewer=viewer)  # noqa: E731
+    for i in range(1, 3):
+        store.create_session(same_viewer(f"t{i}"), max_open_per_viewer=3)
+    with pytest.raises(TooManyOpenSessions) as info:
+        store.create_session(same_viewer("t3"), max_open_per_viewer=3)
+    assert info.value.open_sessions == 3 and store.get_session("t3") is None
+    store.end_session("t1", "completed", T0)  # an ended session no longer counts
+    store.create_session(same_viewer("t3"), max_open_per_viewer=3)
+    late = replace(same_viewer("t4"), started_at=T0 + timedelta(hours=2), expires_at=T0 + timedelta(hours=3))
+    store.create_session(late, max_open_per_viewer=1)  # the others have expired by then
+
+
+def test_session_frames_page_concatenates_to_the_whole_timeline(store: TimelineStore) -> None:
+    store.create_session(session_record())
+    for seq in range(4):
+        store.append_batch("s1", batch(seq, [frame(seq, i, seq * 100 + i, P1 if i % 2 else None) for i in range(7)]))
+    whole = store.session_frames("s1")
+    pages, after = [], None
+    while True:
+        page = store.session_frames_page("s1", after, 5)
+        pages.append(page)
+        if len(page) < 5:
+            break
+        after = (page[-1].seq, page[-1].index)
+    assert [len(p) for p in pages] == [5, 5, 5, 5, 5, 3]
+    assert [f for p in pages for f in p] == whole and len(whole) == 28
+
+
+def test_get_video_is_one_video_and_its_variants(store: TimelineStore) -> None:
+    store.create_session(session_record("a", variant="b"))
+    store.create_session(session_record("c", variant="a"))
+    store.create_session(session_record("x", video="other"))
+    video = store.get_video("vid")
+    assert video is not None and video["video_id"] == "vid" and video["variants"] == ["a", "b"]
+    assert store.get_video("nope") is None

@@ -137,6 +137,8 @@ def build_parts(settings: Settings) -> Parts:
         session_ttl=timedelta(seconds=settings.session_ttl_s),
         smoothing=SmoothingConfig.parse(settings.smoothing),
         pacer=SendPacer() if settings.send_pacing else None,
+        max_sessions_per_viewer=settings.max_sessions_per_viewer,
+        idle_evict_s=settings.session_idle_evict_s,
     )
     analytics_service = AnalyticsService(store=store)
     bindings = [
@@ -153,7 +155,8 @@ class AffectlineServer:
     def __init__(self, parts: Parts) -> None:
         self.parts = parts
         s = parts.settings
-        self._grpc: GrpcServer = build_grpc_server(parts.bindings, parts.metrics, f"{s.host}:{s.grpc_port}")
+        self._grpc: GrpcServer = build_grpc_server(parts.bindings, parts.metrics, f"{s.host}:{s.grpc_port}",
+                                                   max_receive_bytes=s.max_request_bytes)
         self._http_socket: socket.socket | None = _bind(s.host, s.http_port)
         self._http_port: int = self._http_socket.getsockname()[1]
         self._shutdown = asyncio.Event()
@@ -202,8 +205,11 @@ class AffectlineServer:
         config.accesslog = None
         config.errorlog = logging.getLogger("hypercorn.error")  # our logging setup, printed once
         config.graceful_timeout = 5.0
+        # A connection that sends nothing (mid-headers or mid-body) for this long is closed.
+        config.read_timeout = self.parts.settings.http_read_timeout_s
         app = build_http_app(self.parts.bindings, self.parts.metrics, health_check=self.health,
-                             extra_routes=page_routes(self.parts.store))
+                             extra_routes=page_routes(self.parts.store),
+                             max_request_bytes=self.parts.settings.max_request_bytes)
         self._http_task = asyncio.create_task(hypercorn_serve(app, config, shutdown_trigger=self._shutdown.wait))
         log.info(
             "affectline serving: gRPC on %s:%d, HTTP on http://%s:%d (database %s, model %s (%s) on %s)",

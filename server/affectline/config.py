@@ -57,6 +57,19 @@ class Settings:
     # Largest CropBatch a client may send.
     max_frames_per_batch: int = 64
     session_ttl_s: int = 4 * 3600
+    # Most sessions one viewer id may have open (not ended, not expired) at once; past it
+    # StartSession answers RESOURCE_EXHAUSTED. Room for page reloads that never ended theirs.
+    max_sessions_per_viewer: int = 16
+    # A live session unused for this long leaves the server's memory (it is reloaded from the
+    # database on its next batch); expired and ended ones leave at the next sweep.
+    session_idle_evict_s: float = 600.0
+    # Largest request body on every transport (native gRPC message, gRPC-web/Connect message,
+    # JSON-RPC body), in bytes: 1 MiB is ~3x the largest PushCrops (64 crops of 64x64 in
+    # JSON's base64). Larger ones get RESOURCE_EXHAUSTED (HTTP 413 on JSON-RPC) unread.
+    max_request_bytes: int = 1024 * 1024
+    # Seconds the HTTP server waits for the next bytes of a request (headers or body) before
+    # closing the connection, so slow-body clients cannot hold connections open.
+    http_read_timeout_s: float = 30.0
     # Sessions (and their frames) older than this are deleted; checked at start and hourly. 0 keeps all.
     retention_days: int = 180
     # Key-encryption key for stored session keys: 64 hex chars. Empty: <data_dir>/kek.bin, made on first start.

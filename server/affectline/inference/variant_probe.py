@@ -2,7 +2,7 @@
 fastest here rather than on the machine that built the files.
 
 Why: a variant's speed depends on the CPU far more than its accuracy does. On the AVX-512/VNNI
-host that built affectline-vgg/5, int8 ran 3.1x fp32 at batch 32; on an AVX2-only host of the
+host that built affectline-vgg-fast/1, int8 ran 3.1x fp32 at batch 32; on an AVX2-only host of the
 same cloud 1.6x with two threads, 1.9x with one (docs/performance.md, session 12). The
 manifest's figures describe the build host only.
 """

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import uuid
@@ -26,19 +27,26 @@ from affectline import crypto
 from affectline.inference.batcher import QueueFull
 from affectline.inference.smoothing import EmaState, SmoothingConfig, smooth_batch
 from affectline.metrics import Metrics
+from affectline.services.crop_batch_wire import count_crop_frames
 from affectline.services.live_sessions import LiveSession, LiveSessions
 from affectline.services.proto_convert import add_frame_results, from_timestamp, scores_message, timestamp, top_emotion
 from affectline.services.send_pacer import SendPacer
 from affectline.storage.batch_writer import GroupCommitWriter
 from affectline.storage.records import BatchRecord, ConsentInfo, FrameRecord, SessionRecord, ViewerInfo
-from affectline.storage.timeline_store import TimelineStore
+from affectline.storage.timeline_store import DEMOGRAPHICS_SCOPE, TimelineStore, TooManyOpenSessions
 from affectline.v1 import session_pb2
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 REQUIRED_CONSENT_SCOPE = "emotion"
-DEMOGRAPHICS_SCOPE = "demographics"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# seq is u64 on the wire (it is in the AAD as such) but BIGINT in the database.
+MAX_SEQ = 2**63 - 1
+# Upper bound of one serialized CropFrame's bytes besides its crop (tags, lengths, time,
+# timestamp, flags, head pose: 55 at most), and of a CropBatch's own fields plus the GCM tag.
+FRAME_OVERHEAD_BYTES = 64
+BATCH_SLACK_BYTES = 64 + 16  # + the 16-byte AES-GCM tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +60,11 @@ class CropSpec:
     @property
     def crop_bytes(self) -> int:
         return self.width * self.height * self.channels
+
+    @property
+    def max_ciphertext_bytes(self) -> int:
+        """The largest ciphertext a batch within the limits can have: checked before decrypting."""
+        return self.max_frames_per_batch * (self.crop_bytes + FRAME_OVERHEAD_BYTES) + BATCH_SLACK_BYTES
 
 
 class Score(Protocol):
@@ -91,6 +104,8 @@ class SessionService:
         session_ttl: timedelta,
         smoothing: SmoothingConfig = SmoothingConfig(),
         pacer: SendPacer | None = None,
+        max_sessions_per_viewer: int = 16,
+        idle_evict_s: float = 600.0,
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ) -> None:
         self._store = store
@@ -103,7 +118,10 @@ class SessionService:
         self._smoothing = smoothing
         self._pacer = pacer  # None: no send pacing hints
         self._now = now
-        self._sessions = LiveSessions(store, key_wrapper, self._io)
+        self._max_per_viewer = max_sessions_per_viewer
+        # An evicted session also gives its send slot up (it gets a new one if it comes back).
+        self._sessions = LiveSessions(store, key_wrapper, self._io, idle_s=idle_evict_s, now=now,
+                                      on_evict=pacer.leave if pacer is not None else lambda sid: None)
         # Labelled counters used on every batch, looked up once.
         self._frames_with_face = metrics.frames.labels(face_present="true")
         self._frames_without_face = metrics.frames.labels(face_present="false")
@@ -159,7 +177,14 @@ class SessionService:
             token_sha256=_token_hash(token),
             wrapped_key=self._wrapper.wrap(key, session_id),
         )
-        await self._io(self._store.create_session, record)
+        try:
+            await self._io(self._store.create_session, record, self._max_per_viewer)
+        except TooManyOpenSessions as exc:
+            raise _error(
+                Code.RESOURCE_EXHAUSTED,
+                f"viewer {viewer.viewer_id!r} already has {exc.open_sessions} open sessions, the most allowed; "
+                "end one (EndSession) or retry after one expires",
+            ) from exc
         self._sessions.add(record, key)
         self._metrics.active_sessions.inc()
         spec = self._spec
@@ -182,8 +207,10 @@ class SessionService:
     # --- PushCrops / StreamCrops ----------------------------------------------------------
 
     async def push_crops(self, request: session_pb2.PushCropsRequest, ctx: object = None) -> session_pb2.PushCropsResponse:
-        live = await self._authorize(request.session_id, request.session_token, for_push=True)
+        live = await self._authorize(request.session_id, request.session_token)
         async with live.lock:  # one batch of a session at a time: order and idempotency
+            # Checked under the lock: a batch queued behind EndSession must see it ended.
+            self._check_open(live)
             return await self._accept(live, request)
 
     async def stream_crops(
@@ -192,7 +219,7 @@ class SessionService:
         async for request in requests:
             yield await self.push_crops(request, ctx)
 
-    async def _authorize(self, session_id: str, token: str, *, for_push: bool) -> LiveSession:
+    async def _authorize(self, session_id: str, token: str) -> LiveSession:
         if not session_id:
             raise _error(Code.INVALID_ARGUMENT, "session_id is required")
         try:
@@ -204,18 +231,34 @@ class SessionService:
         if not hmac.compare_digest(_token_hash(token), live.record.token_sha256):
             self._metrics.decrypt_failures.labels(reason="bad_token").inc()
             raise _error(Code.UNAUTHENTICATED, "session_token does not match this session")
-        if for_push:
-            if live.record.ended_at is not None:
-                raise _error(Code.FAILED_PRECONDITION, f"session {session_id} has ended ({live.record.end_reason})")
-            if self._now() >= live.record.expires_at:
-                self._metrics.decrypt_failures.labels(reason="expired").inc()
-                raise _error(Code.FAILED_PRECONDITION, f"session {session_id} expired at {live.record.expires_at.isoformat()}")
         return live
+
+    def _check_open(self, live: LiveSession) -> None:
+        record = live.record
+        if record.ended_at is not None:
+            raise _error(Code.FAILED_PRECONDITION, f"session {record.session_id} has ended ({record.end_reason})")
+        if self._now() >= record.expires_at:
+            self._metrics.decrypt_failures.labels(reason="expired").inc()
+            raise _error(Code.FAILED_PRECONDITION, f"session {record.session_id} expired at {record.expires_at.isoformat()}")
+
+    def _gone(self, session_id: str) -> ConnectError:
+        """The session's row is gone (erased, or purged by retention): drop it from memory."""
+        self._sessions.forget(session_id)
+        return _error(Code.NOT_FOUND, f"session {session_id} no longer exists (erased)")
 
     async def _accept(self, live: LiveSession, request: session_pb2.PushCropsRequest) -> session_pb2.PushCropsResponse:
         sid, seq = live.record.session_id, request.seq
+        spec = self._spec
+        if seq > MAX_SEQ:
+            raise _error(Code.INVALID_ARGUMENT, f"seq must be at most 2^63-1, got {seq}")
         if len(request.nonce) != crypto.NONCE_BYTES:
             raise _error(Code.INVALID_ARGUMENT, f"nonce must be {crypto.NONCE_BYTES} bytes, got {len(request.nonce)}")
+        if len(request.ciphertext) > spec.max_ciphertext_bytes:
+            raise _error(
+                Code.INVALID_ARGUMENT,
+                f"seq {seq}: ciphertext of {len(request.ciphertext)} bytes is larger than any batch of at most "
+                f"{spec.max_frames_per_batch} frames ({spec.max_ciphertext_bytes} bytes)",
+            )
         digest = crypto.batch_digest(request.nonce, request.ciphertext)
         if live.max_seq is not None and seq <= live.max_seq:  # only then can it be a retry
             previous = await self._io(self._store.get_batch, sid, seq)
@@ -232,8 +275,15 @@ class SessionService:
             raise _error(Code.INVALID_ARGUMENT, f"seq {seq}: {exc}") from exc
         batch = session_pb2.CropBatch()
         try:
+            n = count_crop_frames(plaintext, stop_after=spec.max_frames_per_batch)
+            if n > spec.max_frames_per_batch:  # refused before parsing: no frame bombs
+                raise _error(
+                    Code.INVALID_ARGUMENT,
+                    f"seq {seq}: the batch holds more than {spec.max_frames_per_batch} frames; "
+                    f"at most {spec.max_frames_per_batch} are allowed",
+                )
             batch.ParseFromString(plaintext)
-        except DecodeError as exc:
+        except (DecodeError, ValueError) as exc:
             raise _error(Code.INVALID_ARGUMENT, f"seq {seq}: decrypted payload is not a CropBatch: {exc}") from exc
         del plaintext
         smoothing = EmaState(live.smoothing.probs, live.smoothing.last_time_ms)  # committed only if stored
@@ -247,11 +297,16 @@ class SessionService:
             if await self._io(self._store.nonce_used, sid, request.nonce):
                 self._metrics.decrypt_failures.labels(reason="nonce_reuse").inc()
                 raise _error(Code.INVALID_ARGUMENT, f"nonce reused: seq {seq} carries a nonce an earlier batch used") from exc
+            if await self._io(self._store.get_session, sid) is None:  # erased while live
+                raise self._gone(sid) from exc
             self._metrics.db_write_errors.inc()
+            log.error("session %s seq %d: storing the batch violated a constraint: %s", sid, seq, exc)
             raise _error(Code.UNAVAILABLE, f"seq {seq}: could not store the batch, retry it") from exc
         except Exception as exc:
+            # The exception may hold SQL and its parameters: logged here, never sent.
             self._metrics.db_write_errors.inc()
-            raise _error(Code.UNAVAILABLE, f"seq {seq}: could not store the batch, retry it: {exc}") from exc
+            log.error("session %s seq %d: storing the batch failed: %s", sid, seq, exc)
+            raise _error(Code.UNAVAILABLE, f"seq {seq}: could not store the batch, retry it") from exc
         if not stored:
             # A racing copy of this seq was stored first: a retry if the content is the same.
             previous = await self._io(self._store.get_batch, sid, seq)
@@ -270,7 +325,7 @@ class SessionService:
         self, session_id: str, seq: int, batch: session_pb2.CropBatch, smoothing: EmaState
     ) -> list[FrameRecord]:
         spec = self._spec
-        n = len(batch.frames)
+        n = len(batch.frames)  # already bounded by count_crop_frames
         if n == 0:
             raise _error(Code.INVALID_ARGUMENT, f"seq {seq}: the batch holds no frames")
         if n > spec.max_frames_per_batch:
@@ -339,15 +394,16 @@ class SessionService:
     # --- EndSession ---------------------------------------------------------------------
 
     async def end_session(self, request: session_pb2.EndSessionRequest, ctx: object = None) -> session_pb2.EndSessionResponse:
-        live = await self._authorize(request.session_id, request.session_token, for_push=False)
+        live = await self._authorize(request.session_id, request.session_token)
         async with live.lock:  # let an in-flight batch finish first
             was_open = live.record.ended_at is None
-            record = await self._io(self._store.end_session, live.record.session_id, request.reason or "completed", self._now())
+            try:
+                record = await self._io(self._store.end_session, live.record.session_id, request.reason or "completed", self._now())
+            except KeyError:
+                raise self._gone(live.record.session_id) from None
             live.record = record
             summary = await self._io(self._store.session_summary, record.session_id)
-        self._sessions.forget(record.session_id)
-        if self._pacer is not None:
-            self._pacer.leave(record.session_id)
+        self._sessions.forget(record.session_id)  # and its send slot
         if was_open:
             self._metrics.active_sessions.dec()
         return session_pb2.EndSessionResponse(

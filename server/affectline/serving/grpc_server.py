@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
@@ -17,6 +18,7 @@ from affectline.serving.instrumented import InstrumentedService
 from affectline.serving.rpc_methods import RpcMethod, ServiceBinding, grpc_status
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+log = logging.getLogger(__name__)
 
 
 def _parse(method: RpcMethod, raw: bytes) -> Any:
@@ -25,6 +27,12 @@ def _parse(method: RpcMethod, raw: bytes) -> Any:
         return method.input.FromString(raw)
     except DecodeError as exc:
         raise ConnectError(Code.INVALID_ARGUMENT, f"malformed {method.input.DESCRIPTOR.full_name}: {exc}") from exc
+
+
+async def _abort_internal(method: RpcMethod, context: grpc.aio.ServicerContext) -> None:
+    # grpc would send "Unexpected <type>: <message>", which can carry SQL or paths: log it, send nothing.
+    log.exception("gRPC %s failed", method.path)
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
 
 def _handler(method: RpcMethod, impl: Any) -> grpc.RpcMethodHandler:
@@ -43,6 +51,8 @@ def _handler(method: RpcMethod, impl: Any) -> grpc.RpcMethodHandler:
                     yield response
             except ConnectError as exc:
                 await context.abort(grpc_status(exc.code), exc.message)
+            except Exception:
+                await _abort_internal(method, context)
 
         return grpc.stream_stream_rpc_method_handler(stream, response_serializer=serialize)
 
@@ -51,6 +61,8 @@ def _handler(method: RpcMethod, impl: Any) -> grpc.RpcMethodHandler:
             return await target(_parse(method, raw), context)
         except ConnectError as exc:
             await context.abort(grpc_status(exc.code), exc.message)
+        except Exception:
+            await _abort_internal(method, context)
 
     return grpc.unary_unary_rpc_method_handler(unary, response_serializer=serialize)
 
@@ -72,11 +84,13 @@ class GrpcServer:
         await self.server.stop(grace_s)
 
 
-def build_grpc_server(bindings: list[ServiceBinding], metrics: Metrics, address: str) -> GrpcServer:
-    """Builds (does not start) the server with our services, health and reflection."""
+def build_grpc_server(bindings: list[ServiceBinding], metrics: Metrics, address: str, *,
+                      max_receive_bytes: int = MAX_MESSAGE_BYTES) -> GrpcServer:
+    """Builds (does not start) the server with our services, health and reflection. gRPC
+    itself refuses a request message over max_receive_bytes with RESOURCE_EXHAUSTED, unparsed."""
     server = grpc.aio.server(
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", max_receive_bytes),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ]
     )

@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 
 from affectline.metrics import Metrics
 from affectline.serving.instrumented import InstrumentedService
-from affectline.serving.jsonrpc import JsonRpcEndpoint
+from affectline.serving.jsonrpc import DEFAULT_MAX_BODY_BYTES, JsonRpcEndpoint
 from affectline.serving.rpc_methods import ServiceBinding
 from affectline.v1.analytics_connect import AnalyticsServiceASGIApplication
 from affectline.v1.session_connect import SessionServiceASGIApplication
@@ -57,12 +57,15 @@ def build_http_app(
     health_check: Callable[[], Awaitable[dict[str, Any]]],
     static_dir: Path = STATIC_DIR,
     extra_routes: Sequence[BaseRoute] = (),
+    max_request_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> ASGIApp:
+    """max_request_bytes caps every request body: connectrpc refuses a larger Connect or
+    gRPC-web message with resource_exhausted while reading it, JSON-RPC with HTTP 413."""
     connect_apps: dict[str, ASGIApp] = {}
     jsonrpc_bindings = []
     for binding in bindings:
         connect_apps[binding.name] = CONNECT_APPS[binding.name](
-            InstrumentedService(binding, metrics, transport="connect")
+            InstrumentedService(binding, metrics, transport="connect"), read_max_bytes=max_request_bytes
         )
         jsonrpc_bindings.append((binding, InstrumentedService(binding, metrics, transport="jsonrpc")))
 
@@ -77,7 +80,7 @@ def build_http_app(
         routes=[
             Route("/healthz", healthz),
             Route("/metrics", metrics_endpoint),
-            Route("/jsonrpc", JsonRpcEndpoint(jsonrpc_bindings).handle, methods=["POST"]),
+            Route("/jsonrpc", JsonRpcEndpoint(jsonrpc_bindings, max_body_bytes=max_request_bytes).handle, methods=["POST"]),
             *extra_routes,  # the viewer pages (serving/pages.py)
             Mount("/", StaticFiles(directory=static_dir, html=True), name="static"),
         ]

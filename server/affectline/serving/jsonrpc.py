@@ -16,7 +16,7 @@ from typing import Any
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from google.protobuf import json_format
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from affectline.serving.rpc_methods import RpcMethod, ServiceBinding, grpc_status
@@ -29,6 +29,10 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 MAX_BATCH = 100
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# Results bigger than this (serialized protobuf bytes) are converted to JSON in a worker
+# thread, off the event loop (e.g. a 10,000-frame timeline page).
+LARGE_RESULT_BYTES = 64 * 1024
 
 
 def jsonrpc_code(code: Code) -> int:
@@ -48,9 +52,30 @@ def _error(id_: Any, code: int, message: str, status: Code | None = None) -> dic
     return {"jsonrpc": "2.0", "id": id_, "error": error}
 
 
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The request body, read chunk by chunk; BodyTooLarge as soon as it passes max_bytes
+    (at once when Content-Length says so), so an oversized body is never buffered."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class JsonRpcEndpoint:
-    def __init__(self, bindings: list[tuple[ServiceBinding, Any]]) -> None:
+    def __init__(self, bindings: list[tuple[ServiceBinding, Any]], *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
         """bindings: (service binding, the object whose methods are called: usually instrumented)."""
+        self._max_body_bytes = max_body_bytes
         self._methods: dict[str, tuple[RpcMethod, Any]] = {}
         for binding, impl in bindings:
             for m in binding.methods():
@@ -58,7 +83,15 @@ class JsonRpcEndpoint:
 
     async def handle(self, request: Request) -> Response:
         try:
-            payload = json.loads(await request.body())
+            body = await read_body(request, self._max_body_bytes)
+        except ClientDisconnect:  # gone mid-body (e.g. closed by the read timeout): nobody to answer
+            return Response(status_code=400)
+        except BodyTooLarge:
+            code = Code.RESOURCE_EXHAUSTED
+            message = f"request body larger than {self._max_body_bytes} bytes (AFFECTLINE_MAX_REQUEST_BYTES)"
+            return JSONResponse(_error(None, jsonrpc_code(code), message, code), status_code=413)
+        try:
+            payload = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             return JSONResponse(_error(None, PARSE_ERROR, f"parse error: {exc}"))
         if isinstance(payload, list):
@@ -102,4 +135,8 @@ class JsonRpcEndpoint:
         except Exception:  # never leak internals; log them
             log.exception("JSON-RPC %s failed", name)
             return _error(id_, INTERNAL_ERROR, "internal error", Code.INTERNAL)
-        return {"jsonrpc": "2.0", "id": id_, "result": json_format.MessageToDict(response)}
+        if response.ByteSize() > LARGE_RESULT_BYTES:
+            result = await asyncio.to_thread(json_format.MessageToDict, response)
+        else:
+            result = json_format.MessageToDict(response)
+        return {"jsonrpc": "2.0", "id": id_, "result": result}

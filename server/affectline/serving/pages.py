@@ -24,8 +24,8 @@ mimetypes.add_type("application/wasm", ".wasm")
 
 def page_routes(store: TimelineStore, static_dir: Path = STATIC_DIR) -> list[Route]:
     async def video_info(video_id: str) -> dict | None:
-        videos = await asyncio.to_thread(store.list_videos)
-        return next((v for v in videos if v["video_id"] == video_id), None)
+        # One video by its key (and its variants): the cost does not grow with the catalogue.
+        return await asyncio.to_thread(store.get_video, video_id)
 
     async def watch(request: Request) -> Response:
         if await video_info(request.path_params["video_id"]) is None:

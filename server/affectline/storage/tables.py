@@ -65,6 +65,11 @@ def _ts(*, nullable: bool = False, **kw: Any) -> Any:
     return Field(sa_type=UTCDateTime, nullable=nullable, **kw)
 
 
+def _big_int() -> Any:
+    # BIGINT (migration 0005: seq is u64 on the wire); SQLite's INTEGER is already 64-bit.
+    return BigInteger().with_variant(Integer(), "sqlite")
+
+
 def _prob() -> Any:
     # float32 is plenty for a softmax output and halves the widest part of the frames table.
     return Field(default=None, sa_type=REAL, nullable=True)
@@ -113,6 +118,8 @@ class ViewingSession(SQLModel, table=True):
         ),
         ForeignKeyConstraint(["viewer_id"], ["viewers.viewer_id"], name="fk_sessions_viewer"),
         Index("ix_sessions_video_variant", "video_id", "variant_id"),
+        # Open sessions per viewer (StartSession's cap) and erasure find a viewer's sessions (0005).
+        Index("ix_sessions_viewer", "viewer_id"),
     )
 
     session_id: str = Field(primary_key=True)
@@ -145,7 +152,7 @@ class CropBatchLog(SQLModel, table=True):
     )
 
     session_id: str = Field(primary_key=True)
-    seq: int = Field(primary_key=True)
+    seq: int = Field(primary_key=True, sa_type=_big_int())
     nonce: bytes = Field(sa_type=LargeBinary)
     digest: bytes = Field(sa_type=LargeBinary)
     frames: int
@@ -174,11 +181,9 @@ class FrameRow(SQLModel, table=True):
     )
 
     # SQLite only auto-increments an INTEGER PRIMARY KEY (its 64-bit rowid).
-    id: int | None = Field(
-        default=None, primary_key=True, sa_type=BigInteger().with_variant(Integer(), "sqlite")
-    )
+    id: int | None = Field(default=None, primary_key=True, sa_type=_big_int())
     session_id: str
-    seq: int
+    seq: int = Field(sa_type=_big_int())
     frame_index: int
     video_time_ms: int = Field(sa_type=BigInteger)
     captured_at: datetime | None = _ts(nullable=True, default=None)

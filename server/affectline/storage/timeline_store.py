@@ -66,6 +66,9 @@ _COPY_FRAMES = f"COPY frames ({', '.join(_FRAME_COLUMNS)}) FROM STDIN"
 _CAPTURED_AT = _FRAME_COLUMNS.index("captured_at")
 # The hot path on SQLite (every accepted crop batch) as plain SQL: building, compiling and
 # binding Core statements per batch cost more Python time than SQLite's own work.
+# The consent scope without which no demographics are stored.
+DEMOGRAPHICS_SCOPE = "demographics"
+
 _BATCH_COLUMNS = ("session_id", "seq", "nonce", "digest", "frames", "accepted_at")
 _SQLITE_INSERT_BATCH = (
     f"INSERT INTO {_batches.name} ({', '.join(_BATCH_COLUMNS)}) VALUES ({', '.join('?' * len(_BATCH_COLUMNS))}) "
@@ -74,6 +77,14 @@ _SQLITE_INSERT_BATCH = (
 _SQLITE_INSERT_FRAMES = (
     f"INSERT INTO {_frames.name} ({', '.join(_FRAME_COLUMNS)}) VALUES ({', '.join('?' * len(_FRAME_COLUMNS))})"
 )
+
+
+class TooManyOpenSessions(Exception):
+    """create_session: the viewer already has the most open sessions allowed."""
+
+    def __init__(self, viewer_id: str, open_sessions: int) -> None:
+        super().__init__(f"viewer {viewer_id!r} has {open_sessions} open sessions")
+        self.open_sessions = open_sessions
 
 
 @contextmanager
@@ -124,30 +135,51 @@ class TimelineStore:
             v["variants"] = sorted(r.variant_id for r in variants if r.video_id == v["video_id"])
         return out
 
-    def create_session(self, record: SessionRecord) -> None:
+    def get_video(self, video_id: str) -> dict[str, Any] | None:
+        """One video with its title, media file and variant ids (two lookups by key), or None."""
+        with self._engine.connect() as conn:
+            video = conn.execute(select(_videos).where(_videos.c.video_id == video_id)).mappings().one_or_none()
+            if video is None:
+                return None
+            variants = conn.execute(
+                select(_variants.c.variant_id).where(_variants.c.video_id == video_id).order_by(_variants.c.variant_id)
+            ).scalars().all()
+        return {**video, "variants": list(variants)}
+
+    def create_session(self, record: SessionRecord, max_open_per_viewer: int | None = None) -> None:
         """Insert a new session (IntegrityError if its id exists), creating its video and
-        variant if missing and creating or updating its viewer's demographics."""
+        variant if missing, and its viewer. A known viewer's demographics change only where
+        this record brings non-empty values under the demographics consent scope: a session
+        without them never wipes what is known.
+
+        With `max_open_per_viewer`, raises TooManyOpenSessions (writing nothing) when the viewer
+        already has that many sessions neither ended nor expired at record.started_at. The
+        viewer row is written first, so concurrent starts of one viewer queue on its row lock
+        and the count cannot be raced."""
         viewer = record.viewer
+        consented = DEMOGRAPHICS_SCOPE in record.consent.scopes
+        given = {k: (getattr(viewer, k) if consented else "") for k in ("age_band", "gender", "region")}
         with self._engine.begin() as conn:
             self._ensure_video(conn, record.video_id, record.variant_id, "")
-            upsert_viewer = self._insert(_viewers).values(
-                viewer_id=viewer.viewer_id,
-                age_band=viewer.age_band,
-                gender=viewer.gender,
-                region=viewer.region,
-                created_at=_now(),
-            )
+            upsert_viewer = self._insert(_viewers).values(viewer_id=viewer.viewer_id, created_at=_now(), **given)
             excluded = upsert_viewer.excluded
             conn.execute(
                 upsert_viewer.on_conflict_do_update(
                     index_elements=[_viewers.c.viewer_id],
-                    set_={
-                        "age_band": excluded.age_band,
-                        "gender": excluded.gender,
-                        "region": excluded.region,
-                    },
+                    # Empty means "not given": keep the known value.
+                    set_={k: func.coalesce(func.nullif(excluded[k], ""), _viewers.c[k]) for k in given},
                 )
             )
+            if max_open_per_viewer is not None:
+                open_sessions = int(conn.execute(
+                    select(func.count()).select_from(_sessions).where(
+                        _sessions.c.viewer_id == viewer.viewer_id,
+                        _sessions.c.ended_at.is_(None),
+                        _sessions.c.expires_at > record.started_at,
+                    )
+                ).scalar_one())
+                if open_sessions >= max_open_per_viewer:
+                    raise TooManyOpenSessions(viewer.viewer_id, open_sessions)
             conn.execute(
                 insert(_sessions).values(
                     session_id=record.session_id,
@@ -309,6 +341,21 @@ class TimelineStore:
         )
         with self._engine.connect() as conn:
             return conn.execute(query.limit(1)).first() is not None
+
+    def session_frames_page(
+        self, session_id: str, after: tuple[int, int] | None, limit: int
+    ) -> list[FrameRecord]:
+        """At most `limit` frames in capture order (seq, index) that come after the frame
+        `after` (its (seq, index); None: from the start). Keyset paging on the unique index."""
+        query = select(_frames).where(_frames.c.session_id == session_id)
+        if after is not None:
+            seq, index = after
+            query = query.where(
+                (_frames.c.seq > seq) | ((_frames.c.seq == seq) & (_frames.c.frame_index > index))
+            )
+        query = query.order_by(_frames.c.seq, _frames.c.frame_index).limit(limit)
+        with self._engine.connect() as conn:
+            return [_frame_record(row) for row in conn.execute(query)]
 
     def session_frames(self, session_id: str) -> list[FrameRecord]:
         query = (

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from affectline.v1 import common_pb2 as affectline_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61\x66\x66\x65\x63tline/v1/analytics.proto\x12\raffectline.v1\x1a\x1a\x61\x66\x66\x65\x63tline/v1/common.proto\"/\n\x19GetSessionTimelineRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\xd8\x02\n\rTimelineFrame\x12\x15\n\rvideo_time_ms\x18\x01 \x01(\x03\x12\x14\n\x0c\x66\x61\x63\x65_present\x18\x02 \x01(\x08\x12,\n\x06scores\x18\x03 \x01(\x0b\x32\x1c.affectline.v1.EmotionScores\x12+\n\x0btop_emotion\x18\x04 \x01(\x0e\x32\x16.affectline.v1.Emotion\x12\x19\n\x0chead_yaw_deg\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12\x1b\n\x0ehead_pitch_deg\x18\x06 \x01(\x02H\x01\x88\x01\x01\x12\x1a\n\rface_box_size\x18\x07 \x01(\x02H\x02\x88\x01\x01\x12\x35\n\x0fsmoothed_scores\x18\x08 \x01(\x0b\x32\x1c.affectline.v1.EmotionScoresB\x0f\n\r_head_yaw_degB\x11\n\x0f_head_pitch_degB\x10\n\x0e_face_box_size\"\x84\x01\n\x1aGetSessionTimelineResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x12\n\nvariant_id\x18\x03 \x01(\t\x12,\n\x06\x66rames\x18\x04 \x03(\x0b\x32\x1c.affectline.v1.TimelineFrame\"R\n\x17GetVideoTimelineRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\nvariant_id\x18\x02 \x01(\t\x12\x11\n\tbucket_ms\x18\x03 \x01(\r\"\x90\x01\n\x0eTimelineBucket\x12\x10\n\x08start_ms\x18\x01 \x01(\x03\x12\x31\n\x0bmean_scores\x18\x02 \x01(\x0b\x32\x1c.affectline.v1.EmotionScores\x12\x0f\n\x07viewers\x18\x03 \x01(\r\x12\x0e\n\x06\x66rames\x18\x04 \x01(\r\x12\x18\n\x10\x66rames_with_face\x18\x05 \x01(\r\"\x95\x01\n\x18GetVideoTimelineResponse\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\nvariant_id\x18\x02 \x01(\t\x12\x11\n\tbucket_ms\x18\x03 \x01(\r\x12\x10\n\x08sessions\x18\x04 \x01(\r\x12.\n\x07\x62uckets\x18\x05 \x03(\x0b\x32\x1d.affectline.v1.TimelineBucket2\xe2\x01\n\x10\x41nalyticsService\x12i\n\x12GetSessionTimeline\x12(.affectline.v1.GetSessionTimelineRequest\x1a).affectline.v1.GetSessionTimelineResponse\x12\x63\n\x10GetVideoTimeline\x12&.affectline.v1.GetVideoTimelineRequest\x1a\'.affectline.v1.GetVideoTimelineResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61\x66\x66\x65\x63tline/v1/analytics.proto\x12\raffectline.v1\x1a\x1a\x61\x66\x66\x65\x63tline/v1/common.proto\"V\n\x19GetSessionTimelineRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"\xd8\x02\n\rTimelineFrame\x12\x15\n\rvideo_time_ms\x18\x01 \x01(\x03\x12\x14\n\x0c\x66\x61\x63\x65_present\x18\x02 \x01(\x08\x12,\n\x06scores\x18\x03 \x01(\x0b\x32\x1c.affectline.v1.EmotionScores\x12+\n\x0btop_emotion\x18\x04 \x01(\x0e\x32\x16.affectline.v1.Emotion\x12\x19\n\x0chead_yaw_deg\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12\x1b\n\x0ehead_pitch_deg\x18\x06 \x01(\x02H\x01\x88\x01\x01\x12\x1a\n\rface_box_size\x18\x07 \x01(\x02H\x02\x88\x01\x01\x12\x35\n\x0fsmoothed_scores\x18\x08 \x01(\x0b\x32\x1c.affectline.v1.EmotionScoresB\x0f\n\r_head_yaw_degB\x11\n\x0f_head_pitch_degB\x10\n\x0e_face_box_size\"\x9d\x01\n\x1aGetSessionTimelineResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x12\n\nvariant_id\x18\x03 \x01(\t\x12,\n\x06\x66rames\x18\x04 \x03(\x0b\x32\x1c.affectline.v1.TimelineFrame\x12\x17\n\x0fnext_page_token\x18\x05 \x01(\t\"R\n\x17GetVideoTimelineRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\nvariant_id\x18\x02 \x01(\t\x12\x11\n\tbucket_ms\x18\x03 \x01(\r\"\x90\x01\n\x0eTimelineBucket\x12\x10\n\x08start_ms\x18\x01 \x01(\x03\x12\x31\n\x0bmean_scores\x18\x02 \x01(\x0b\x32\x1c.affectline.v1.EmotionScores\x12\x0f\n\x07viewers\x18\x03 \x01(\r\x12\x0e\n\x06\x66rames\x18\x04 \x01(\r\x12\x18\n\x10\x66rames_with_face\x18\x05 \x01(\r\"\x95\x01\n\x18GetVideoTimelineResponse\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\nvariant_id\x18\x02 \x01(\t\x12\x11\n\tbucket_ms\x18\x03 \x01(\r\x12\x10\n\x08sessions\x18\x04 \x01(\r\x12.\n\x07\x62uckets\x18\x05 \x03(\x0b\x32\x1d.affectline.v1.TimelineBucket2\xe2\x01\n\x10\x41nalyticsService\x12i\n\x12GetSessionTimeline\x12(.affectline.v1.GetSessionTimelineRequest\x1a).affectline.v1.GetSessionTimelineResponse\x12\x63\n\x10GetVideoTimeline\x12&.affectline.v1.GetVideoTimelineRequest\x1a\'.affectline.v1.GetVideoTimelineResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,17 +33,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'affectline.v1.analytics_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GETSESSIONTIMELINEREQUEST']._serialized_start=76
-  _globals['_GETSESSIONTIMELINEREQUEST']._serialized_end=123
-  _globals['_TIMELINEFRAME']._serialized_start=126
-  _globals['_TIMELINEFRAME']._serialized_end=470
-  _globals['_GETSESSIONTIMELINERESPONSE']._serialized_start=473
-  _globals['_GETSESSIONTIMELINERESPONSE']._serialized_end=605
-  _globals['_GETVIDEOTIMELINEREQUEST']._serialized_start=607
-  _globals['_GETVIDEOTIMELINEREQUEST']._serialized_end=689
-  _globals['_TIMELINEBUCKET']._serialized_start=692
-  _globals['_TIMELINEBUCKET']._serialized_end=836
-  _globals['_GETVIDEOTIMELINERESPONSE']._serialized_start=839
-  _globals['_GETVIDEOTIMELINERESPONSE']._serialized_end=988
-  _globals['_ANALYTICSSERVICE']._serialized_start=991
-  _globals['_ANALYTICSSERVICE']._serialized_end=1217
+  _globals['_GETSESSIONTIMELINEREQUEST']._serialized_end=162
+  _globals['_TIMELINEFRAME']._serialized_start=165
+  _globals['_TIMELINEFRAME']._serialized_end=509
+  _globals['_GETSESSIONTIMELINERESPONSE']._serialized_start=512
+  _globals['_GETSESSIONTIMELINERESPONSE']._serialized_end=669
+  _globals['_GETVIDEOTIMELINEREQUEST']._serialized_start=671
+  _globals['_GETVIDEOTIMELINEREQUEST']._serialized_end=753
+  _globals['_TIMELINEBUCKET']._serialized_start=756
+  _globals['_TIMELINEBUCKET']._serialized_end=900
+  _globals['_GETVIDEOTIMELINERESPONSE']._serialized_start=903
+  _globals['_GETVIDEOTIMELINERESPONSE']._serialized_end=1052
+  _globals['_ANALYTICSSERVICE']._serialized_start=1055
+  _globals['_ANALYTICSSERVICE']._serialized_end=1281
 # @@protoc_insertion_point(module_scope)

@@ -8,10 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GetSessionTimelineRequest(_message.Message):
-    __slots__ = ("session_id",)
+    __slots__ = ("session_id", "page_size", "page_token")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     session_id: str
-    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, session_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class TimelineFrame(_message.Message):
     __slots__ = ("video_time_ms", "face_present", "scores", "top_emotion", "head_yaw_deg", "head_pitch_deg", "face_box_size", "smoothed_scores")
@@ -34,16 +38,18 @@ class TimelineFrame(_message.Message):
     def __init__(self, video_time_ms: _Optional[int] = ..., face_present: _Optional[bool] = ..., scores: _Optional[_Union[_common_pb2.EmotionScores, _Mapping]] = ..., top_emotion: _Optional[_Union[_common_pb2.Emotion, str]] = ..., head_yaw_deg: _Optional[float] = ..., head_pitch_deg: _Optional[float] = ..., face_box_size: _Optional[float] = ..., smoothed_scores: _Optional[_Union[_common_pb2.EmotionScores, _Mapping]] = ...) -> None: ...
 
 class GetSessionTimelineResponse(_message.Message):
-    __slots__ = ("session_id", "video_id", "variant_id", "frames")
+    __slots__ = ("session_id", "video_id", "variant_id", "frames", "next_page_token")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
     FRAMES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     video_id: str
     variant_id: str
     frames: _containers.RepeatedCompositeFieldContainer[TimelineFrame]
-    def __init__(self, session_id: _Optional[str] = ..., video_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., frames: _Optional[_Iterable[_Union[TimelineFrame, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, session_id: _Optional[str] = ..., video_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., frames: _Optional[_Iterable[_Union[TimelineFrame, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetVideoTimelineRequest(_message.Message):
     __slots__ = ("video_id", "variant_id", "bucket_ms")
