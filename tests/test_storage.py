@@ -89,7 +89,7 @@ def test_migrations_from_empty_make_exactly_the_schema(empty_db_url: str) -> Non
     try:
         assert current_revision(engine) is None
         upgrade(engine)
-        assert current_revision(engine) == head_revision() == "0005"
+        assert current_revision(engine) == head_revision() == "0008"
         assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
         with engine.connect() as conn:
             # Columns, types, nullability, keys, indexes and unique constraints of tables.py.

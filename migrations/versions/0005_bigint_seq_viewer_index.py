@@ -7,7 +7,7 @@ cap on a viewer's open sessions and erasure by viewer.
 
 Revision ID: 0005
 Revises: 0004
-Create Date: 2026-12-08
+Create Date: 2026-12-06
 """
 
 from collections.abc import Sequence
