@@ -91,6 +91,10 @@ def test_consent_measure_and_zero_loss_across_restart(server, browser):
     tops = Counter(EMOTIONS[max(range(7), key=lambda i: f[2 + i])] for f in frames if f[1])
     assert tops.most_common(1)[0][0] == "happy", tops
     assert db_rows(server, "SELECT end_reason FROM sessions WHERE session_id=?", sid) == [("completed",)]
+    # Every call after StartSession names its session for a gateway's consistent hashing (deploy/).
+    calls = [c for c in browser.call("rpcs") if c["method"] != "StartSession"]
+    assert {c["method"] for c in calls} >= {"PushCrops", "EndSession"}
+    assert all(c["session"] == sid for c in calls), calls
     # Speed is judged against references measured in this same page, not against wall-clock
     # bounds (hosts differ several-fold): the first frame went out alone, at once; cropping and
     # encrypting cost a small share of what detection costs; and the loop captured at least half

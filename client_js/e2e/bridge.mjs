@@ -2,6 +2,7 @@
 // one JSON command per stdin line -> one JSON reply per stdout line.
 // {"cmd":"launch","y4m":PATH} {"cmd":"goto","url":U} {"cmd":"click","sel":S}
 // {"cmd":"eval","js":EXPR} {"cmd":"wait","js":EXPR,"timeout":MS} {"cmd":"shot","path":P} {"cmd":"close"}
+// {"cmd":"rpcs"}: the API calls the page made so far, with the session-affinity header each carried
 import { createInterface } from "node:readline";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -9,6 +10,7 @@ import { join } from "node:path";
 import { chromium } from "playwright-core";
 
 let ctx, page;
+const rpcs = [];
 const handlers = {
   async launch({ y4m, executable = "/usr/bin/chromium" }) {
     ctx = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), "affectline-chromium-")), {
@@ -21,11 +23,16 @@ const handlers = {
     page = ctx.pages()[0] ?? (await ctx.newPage());
     page.on("console", (m) => process.stderr.write(`[page ${m.type()}] ${m.text()}\n`));
     page.on("pageerror", (e) => process.stderr.write(`[page error] ${e}\n`));
+    page.on("request", (r) => {
+      const method = new URL(r.url()).pathname.match(/^\/affectline\.v1\.\w+\/(\w+)$/)?.[1];
+      if (method) rpcs.push({ method, session: r.headers()["x-affectline-session"] ?? null });
+    });
   },
   goto: ({ url }) => page.goto(url).then(() => null),
   click: ({ sel }) => page.click(sel),
   eval: ({ js }) => page.evaluate(js),
   wait: ({ js, timeout = 30000 }) => page.waitForFunction(js, null, { timeout, polling: 100 }).then((h) => h.jsonValue()),
+  rpcs: () => rpcs,
   shot: ({ path }) => page.screenshot({ path }).then(() => null),
   close: async () => { await ctx?.close(); process.exit(0); },
 };

@@ -6,6 +6,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import type { Human } from "@vladmandic/human";
 import { SessionService, StartSessionRequestSchema } from "./gen/affectline/v1/session_pb";
+import { sessionAffinity } from "./affinity";
 import { deriveBatchKey, newKeyPair } from "./e2ee";
 import { Cropper, DEFAULT_CROP, detect, loadDetector, type Face } from "./face";
 import { Uploader, sleep } from "./uploader";
@@ -18,7 +19,7 @@ const ASSETS = "/app";
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const film = $<HTMLVideoElement>("film");
 const cam = $<HTMLVideoElement>("cam");
-const client = createClient(SessionService, createGrpcWebTransport({ baseUrl: location.origin, useBinaryFormat: true }));
+const client = createClient(SessionService, createGrpcWebTransport({ baseUrl: location.origin, useBinaryFormat: true, interceptors: [sessionAffinity] }));
 const videoId = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() ?? "");
 const variantId = new URLSearchParams(location.search).get("variant") ?? "";
 
