@@ -193,3 +193,45 @@ async def test_concatenated_copies_are_zeroed_after_inference():
 def test_knobs_are_validated(kw):
     with pytest.raises(ValueError):
         BatcherConfig(**kw)
+
+
+async def test_live_requests_are_not_delayed_behind_a_low_priority_backlog():
+    """A recording's 40 queued low-priority runs (10 ms each) must not hold up a live request:
+    it waits for at most the one low-priority run in flight, never for the backlog."""
+    from affectline.inference.batcher import LOW
+
+    model = RecordingModel(delay_s=0.01)
+    b = batcher(model, max_batch_size=8, max_queue_delay_s=0.0, max_queued_crops=1024)
+    low = [asyncio.create_task(b.submit(crops(*[200] * 8), priority=LOW)) for _ in range(40)]
+    await asyncio.sleep(0.015)  # the backlog is queued and its first run has started
+    assert b.low_priority_queued_crops >= 8 * 30
+    assert b.queued_crops == 0, "low-priority crops do not count against the live bound"
+    started = asyncio.get_running_loop().time()
+    live = await b.submit(crops(1, 2), sequence="live-session")
+    waited = asyncio.get_running_loop().time() - started
+    assert live[:, 0].tolist() == [1, 2]
+    assert waited < 0.035, f"live request waited {waited * 1000:.0f} ms behind the backlog"
+    done = sum(t.done() for t in low)
+    assert done <= 3, f"{done} low-priority runs finished before the live one"
+    await asyncio.gather(*low)
+    await b.stop()
+    # Never mixed: the live crops ran alone, and every low-priority run is only low-priority crops.
+    assert [1, 2] in model.runs
+    assert all(set(run) == {200} or set(run) <= {1, 2} for run in model.runs)
+    assert model.max_concurrent == 1
+
+
+async def test_low_priority_requests_run_when_no_live_request_waits_and_have_their_own_bound():
+    from affectline.inference.batcher import LOW
+
+    model = RecordingModel()
+    b = batcher(model, max_batch_size=4, max_queue_delay_s=0.01, max_queued_crops=8)
+    results = await asyncio.gather(*(b.submit(crops(i, i + 100), priority=LOW) for i in range(4)))
+    assert [r[:, 0].tolist() for r in results] == [[i, i + 100] for i in range(4)]
+    # the low-priority bound is separate: a full low queue never refuses a live request
+    with pytest.raises(QueueFull):
+        await asyncio.gather(*(b.submit(crops(*[7] * 4), priority=LOW) for _ in range(4)))
+    assert (await b.submit(crops(5)))[:, 0].tolist() == [5]
+    with pytest.raises(ValueError):
+        await b.submit(crops(1), priority=7)
+    await b.stop()

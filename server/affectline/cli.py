@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     from affectline import videos_cli
 
     videos_cli.add_parser(sub)
+    from affectline import recording_cli
+
+    recording_cli.add_parser(sub)
     from affectline.training import cli as training_cli
 
     training_cli.add_parser(sub)
@@ -266,6 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from affectline import videos_cli
 
             return videos_cli.run(args)
+        if args.command == "analyze-video":
+            from affectline import recording_cli
+
+            return recording_cli.run(args)
         if args.command in ("train", "evaluate"):
             from affectline.training import cli as training_cli
 

@@ -11,7 +11,13 @@ Triton's sequence batcher:
   (beyond its first request), so one greedy session cannot crowd out the others;
 - backpressure: past `max_queued_crops`, submit() raises QueueFull with a retry hint
   instead of letting memory grow without bound;
-- draining: stop() refuses new requests and finishes every accepted one.
+- draining: stop() refuses new requests and finishes every accepted one;
+- priority: requests submitted with `priority=LOW` (recorded sessions analysed offline) wait
+  in a queue of their own. A model run is formed from it only while no normal-priority (live)
+  request waits, never mixes the two, and at most one low-priority run is in flight at a time,
+  so a live request arriving behind a long low-priority backlog waits for at most one
+  low-priority run (max_batch_size crops), not for the backlog. Low-priority crops have their
+  own bound (`max_queued_crops` again) and never make live requests see QueueFull.
 
 Models run in `workers` threads, so the event loop keeps serving RPCs meanwhile. Up to
 `runs_per_worker` batches per worker are handed over at once: a worker that finishes a run
@@ -35,6 +41,9 @@ import numpy as np
 from affectline.metrics import Metrics
 
 RunBatch = Callable[[np.ndarray], np.ndarray]
+
+NORMAL = 0  # live sessions
+LOW = 1  # recorded sessions analysed offline: only when no live request waits
 
 
 class BatcherClosed(RuntimeError):
@@ -89,6 +98,9 @@ class DynamicBatcher:
         self._metrics = metrics
         self._queue: deque[_Request] = deque()
         self._queued_crops = 0
+        self._low: deque[_Request] = deque()  # priority LOW, its own FIFO
+        self._low_queued_crops = 0
+        self._low_runs = 0  # low-priority runs in flight (at most one)
         self._in_flight: set[str] = set()  # sequences inside a running model batch
         self._tasks: set[asyncio.Task[None]] = set()  # keeps running model batches referenced
         self._active_runs = 0
@@ -114,16 +126,21 @@ class DynamicBatcher:
             self._task = None
         self._executor.shutdown(wait=True)
 
-    async def submit(self, crops: np.ndarray, *, sequence: str | None = None) -> np.ndarray:
+    async def submit(self, crops: np.ndarray, *, sequence: str | None = None, priority: int = NORMAL) -> np.ndarray:
         """Scores crops (uint8 [N,H,W]); returns probabilities [N,C] in the same order.
 
         Requests of one `sequence` (a session id) are scored in submission order; a request
-        without one is independent of every other.
+        without one is independent of every other. `priority=LOW` queues the request behind
+        every live (NORMAL) one; a sequence should keep one priority.
         """
         if self._closing:
             raise BatcherClosed("the inference engine is shutting down")
         if len(crops) == 0:
             raise ValueError("submit() needs at least one crop")
+        if priority not in (NORMAL, LOW):
+            raise ValueError(f"priority must be NORMAL ({NORMAL}) or LOW ({LOW}), got {priority!r}")
+        if priority == LOW:
+            return await self._submit_low(crops, sequence)
         if self._queued_crops + len(crops) > self.config.max_queued_crops:
             retry = min(5.0, max(0.01, self._queued_crops / self._crops_per_s))
             if self._metrics:
@@ -139,26 +156,56 @@ class DynamicBatcher:
         self._wake()
         return await future
 
+    async def _submit_low(self, crops: np.ndarray, sequence: str | None) -> np.ndarray:
+        if self._low_queued_crops + len(crops) > self.config.max_queued_crops:
+            retry = min(5.0, max(0.01, (self._queued_crops + self._low_queued_crops) / self._crops_per_s))
+            raise QueueFull(self._low_queued_crops, retry)
+        if self._task is None:
+            await self.start()
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        if sequence is None:
+            sequence = f"\0{next(self._anonymous)}"
+        self._low.append(_Request(sequence, crops, future))
+        self._low_queued_crops += len(crops)
+        self._wake()
+        return await future
+
     @property
     def queued_crops(self) -> int:
+        """Normal-priority (live) crops waiting."""
         return self._queued_crops
+
+    @property
+    def low_priority_queued_crops(self) -> int:
+        return self._low_queued_crops
 
     # --- dispatching ----------------------------------------------------------------------
 
     async def _dispatch(self) -> None:
         while True:
-            if self._closing and not self._queue and not self._active_runs:
+            if self._closing and not self._queue and not self._low and not self._active_runs:
                 return
-            if not self._queue or self._active_runs >= self.config.workers * self.config.runs_per_worker:
+            if self._active_runs >= self.config.workers * self.config.runs_per_worker:
                 await self._sleep()
                 continue
-            await self._wait_for_batch()
-            batch = self._take_batch()
+            low = False
+            if self._queue:
+                await self._wait_for_batch()
+                batch = self._take_batch()
+            elif self._low and self._low_runs == 0:
+                await self._wait_for_low_batch()
+                if self._queue:  # a live request came meanwhile: it goes first
+                    continue
+                batch, low = self._take_low_batch(), True
+            else:
+                await self._sleep()
+                continue
             if not batch:  # every queued sequence is in a running batch: wait for one to finish
                 await self._sleep()
                 continue
             self._active_runs += 1
-            task = asyncio.create_task(self._run(batch))
+            self._low_runs += low
+            task = asyncio.create_task(self._run(batch, low=low))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -192,7 +239,27 @@ class DynamicBatcher:
                 return
             await self._sleep(remaining)
 
+    async def _wait_for_low_batch(self) -> None:
+        """Like _wait_for_batch for the low-priority queue; returns early when a live request comes."""
+        deadline = self._low[0].enqueued_at + self.config.max_queue_delay_s
+        while self._low_queued_crops < self.config.max_batch_size and not self._closing and not self._queue:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return
+            await self._sleep(remaining)
+
+    def _take_low_batch(self) -> list[_Request]:
+        batch, self._low, size = self._select(self._low)
+        self._low_queued_crops -= size
+        return batch
+
     def _take_batch(self) -> list[_Request]:
+        batch, self._queue, size = self._select(self._queue)
+        self._set_queued(self._queued_crops - size)
+        return batch
+
+    def _select(self, queue: deque[_Request]) -> tuple[list[_Request], deque[_Request], int]:
+        """The next batch from `queue` (order, fairness, in-flight rules); returns it, the requests left, its crops."""
         cfg = self.config
         share = max(1, int(cfg.max_sequence_share * cfg.max_batch_size))
         blocked = set(self._in_flight)  # a skipped sequence stays blocked: its later requests wait too
@@ -200,7 +267,7 @@ class DynamicBatcher:
         batch: list[_Request] = []
         size = 0
         kept: deque[_Request] = deque()
-        for req in self._queue:
+        for req in queue:
             n = len(req.crops)
             taken = per_sequence.get(req.sequence, 0)
             fits = size + n <= cfg.max_batch_size or not batch  # an oversized request runs alone
@@ -212,12 +279,10 @@ class DynamicBatcher:
             else:
                 blocked.add(req.sequence)
                 kept.append(req)
-        self._queue = kept
-        self._set_queued(self._queued_crops - size)
         self._in_flight.update(per_sequence)
-        return batch
+        return batch, kept, size
 
-    async def _run(self, batch: list[_Request]) -> None:
+    async def _run(self, batch: list[_Request], *, low: bool = False) -> None:
         loop = asyncio.get_running_loop()
         x = np.concatenate([r.crops for r in batch]) if len(batch) > 1 else batch[0].crops
         try:
@@ -246,6 +311,7 @@ class DynamicBatcher:
                 x.fill(0)  # our concatenated copy of the crops; callers zero their own arrays
             self._in_flight.difference_update(r.sequence for r in batch)
             self._active_runs -= 1
+            self._low_runs -= low
             self._wake()
 
     def _timed_run(self, x: np.ndarray) -> tuple[np.ndarray, float, float]:
