@@ -6,7 +6,8 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("transport", ["unary", "stream"])
+# The stream transport's acks and storage are covered by tests/test_api_roundtrip.py's bidi test.
+@pytest.mark.parametrize("transport", ["unary", pytest.param("stream", marks=pytest.mark.slow)])
 def test_bench_smoke_run_stores_every_acked_frame(transport):
     result = subprocess.run(
         [sys.executable, "-m", "affectline.bench", "--duration", "2", "--clients", "1",
@@ -45,6 +46,7 @@ def test_median_step_takes_the_median_p99_run_but_keeps_every_runs_errors():
     assert step.frames_sent - step.frames_acked == 15  # 5 of the chosen run + 10 of another, each once
 
 
+@pytest.mark.slow  # a bench option for tuning; the serving path itself is covered by the smoke run
 def test_sweep_serves_each_setting_without_errors():
     result = subprocess.run(
         [sys.executable, "-m", "affectline.bench", "--sweep", "--duration", "2", "--clients", "1",
