@@ -38,13 +38,17 @@ RUN groupadd --system --gid 10001 affectline \
  && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/affectline --shell /usr/sbin/nologin affectline \
  && install -d -o 10001 -g 10001 /var/lib/affectline
 COPY --from=cpu-venv /opt/venv/ /opt/venv/
-# Listen on every interface (the default 127.0.0.1 is unreachable from outside the container);
+# Listen on every interface (the default 127.0.0.1 is unreachable from outside the container),
+# plaintext behind a TLS-terminating gateway (logged as a warning; set AFFECTLINE_TLS_CERT and
+# AFFECTLINE_TLS_KEY to serve TLS from the container itself, docs/security.md);
 # the data dir (SQLite fallback, kek.bin fallback) is a volume. No .pyc writes: the root
 # filesystem is read-only under Kubernetes.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     AFFECTLINE_HOST=0.0.0.0 \
+    AFFECTLINE_ALLOW_PLAINTEXT=1 \
+    AFFECTLINE_DEMO_DATA=0 \
     AFFECTLINE_DATA_DIR=/var/lib/affectline
 VOLUME ["/var/lib/affectline"]
 WORKDIR /var/lib/affectline
@@ -90,6 +94,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     AFFECTLINE_HOST=0.0.0.0 \
+    AFFECTLINE_ALLOW_PLAINTEXT=1 \
+    AFFECTLINE_DEMO_DATA=0 \
     AFFECTLINE_DATA_DIR=/var/lib/affectline
 VOLUME ["/var/lib/affectline"]
 WORKDIR /var/lib/affectline

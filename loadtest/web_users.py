@@ -8,6 +8,7 @@ from, so one call would stall every other user in the process.
 from __future__ import annotations
 
 import json
+import os
 import random
 import struct
 import time
@@ -131,11 +132,17 @@ class AnalystUser(HttpRpcUser):
     wait_time = between(2, 5)
     HEADERS: ClassVar[dict[str, str]] = {"content-type": "application/json"}
 
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        # AnalyticsService needs an analytics:read key; `affectline loadtest` makes one and passes it here.
+        key = os.environ.get("AFFECTLINE_API_KEY", "")
+        self.headers = {**self.HEADERS, **({"authorization": f"Bearer {key}"} if key else {})}
+
     @task(2)
     def _video_timeline(self) -> None:
         body = json.dumps({"videoId": self.environment.parsed_options.video_id, "bucketMs": 1000}).encode()
         try:
-            self.call("connect-json", "GetVideoTimeline", "/affectline.v1.AnalyticsService/GetVideoTimeline", body, self.HEADERS)
+            self.call("connect-json", "GetVideoTimeline", "/affectline.v1.AnalyticsService/GetVideoTimeline", body, self.headers)
         except (RpcFailed, OSError, gevent.Timeout):
             pass
 
@@ -145,6 +152,6 @@ class AnalystUser(HttpRpcUser):
             return
         body = json.dumps({"sessionId": random.choice(tally.RECENT_SESSIONS)}).encode()
         try:
-            self.call("connect-json", "GetSessionTimeline", "/affectline.v1.AnalyticsService/GetSessionTimeline", body, self.HEADERS)
+            self.call("connect-json", "GetSessionTimeline", "/affectline.v1.AnalyticsService/GetSessionTimeline", body, self.headers)
         except (RpcFailed, OSError, gevent.Timeout):
             pass

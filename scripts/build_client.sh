@@ -9,7 +9,7 @@ if [ ! -d client_js/node_modules ] || [ client_js/package-lock.json -nt client_j
   echo "build_client: npm ci" >&2
   (cd client_js && npm ci --no-audit --no-fund --loglevel=error)
 fi
-if [ -f "$out" ] && [ -z "$(find client_js/src client_js/scripts client_js/package-lock.json client_js/buf.gen.yaml protos -newer "$out" -not -path '*/gen/*' -print -quit)" ]; then
+if [ -f "$out" ] && [ -f "$(dirname "$out")/live.js" ] && [ -z "$(find client_js/src client_js/scripts client_js/package-lock.json client_js/buf.gen.yaml protos -newer "$out" -not -path '*/gen/*' -print -quit)" ]; then
   exit 0
 fi
 (cd client_js && node scripts/build.mjs)

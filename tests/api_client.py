@@ -12,13 +12,36 @@ from affectline.partner_client import ClientSession, Frame, start_request
 from affectline.v1 import analytics_pb2_grpc, session_pb2_grpc
 
 
-class GrpcPartner:
-    """A native-gRPC partner: one channel, both service stubs."""
+def bearer(api_key: str) -> dict[str, str]:
+    """The HTTP header that carries an API key (gRPC-web, Connect, JSON-RPC)."""
+    return {"authorization": f"Bearer {api_key}"}
 
-    def __init__(self, target: str) -> None:
+
+class BearerAuth(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds `authorization: Bearer <key>` metadata to every call made on a channel."""
+
+    def __init__(self, api_key: str) -> None:
+        self._metadata = tuple(bearer(api_key).items())
+
+    def _with_key(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        return details._replace(metadata=(*(details.metadata or ()), *self._metadata))  # type: ignore[attr-defined]
+
+    def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
+        return continuation(self._with_key(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):  # type: ignore[no-untyped-def]
+        return continuation(self._with_key(details), request)
+
+
+class GrpcPartner:
+    """A native-gRPC partner: one channel, both service stubs. With api_key, the analytics
+    stub sends it; viewers' calls (sessions) never need one."""
+
+    def __init__(self, target: str, api_key: str | None = None) -> None:
         self.channel = grpc.insecure_channel(target)
         self.sessions = session_pb2_grpc.SessionServiceStub(self.channel)
-        self.analytics = analytics_pb2_grpc.AnalyticsServiceStub(self.channel)
+        keyed = grpc.intercept_channel(self.channel, BearerAuth(api_key)) if api_key else self.channel
+        self.analytics = analytics_pb2_grpc.AnalyticsServiceStub(keyed)
 
     def start(self, video_id: str = "trailer-1", viewer_id: str = "viewer-1", **kw) -> ClientSession:
         key = ec.generate_private_key(ec.SECP256R1())

@@ -6,15 +6,19 @@ import asyncio
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Iterator
 
 from affectline.app import AffectlineServer, build_parts
+from affectline.auth.issuing import issue_key
+from affectline.auth.scopes import ANALYTICS_READ
 from affectline.config import Settings
 
 
 @dataclass
 class RunningServer:
     server: AffectlineServer
+    _analyst_key: str | None = None
 
     @property
     def grpc_target(self) -> str:
@@ -27,6 +31,17 @@ class RunningServer:
     @property
     def parts(self):
         return self.server.parts
+
+    def create_key(self, *scopes: str, name: str = "test", expires_at: datetime | None = None) -> str:
+        """A new API key in this server's store, as `affectline keys create` makes it."""
+        return issue_key(self.parts.api_keys, name, scopes, expires_at=expires_at).token
+
+    @property
+    def analyst_key(self) -> str:
+        """An analytics:read key, made on first use: what tests that read analytics send."""
+        if self._analyst_key is None:
+            self._analyst_key = self.create_key(ANALYTICS_READ, name="test analyst")
+        return self._analyst_key
 
 
 @contextmanager

@@ -26,7 +26,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture
 def partner(server):
-    p = GrpcPartner(server.grpc_target)
+    p = GrpcPartner(server.grpc_target, api_key=server.analyst_key)
     yield p
     p.close()
 
@@ -254,7 +254,7 @@ def test_backpressure_is_resource_exhausted_with_a_retry_hint_and_the_retry_succ
 
     settings = Settings(data_dir=tmp_path, max_batch_size=64, max_queued_crops=64, max_frames_per_batch=64)
     with running_server(settings) as server:
-        partner = GrpcPartner(server.grpc_target)
+        partner = GrpcPartner(server.grpc_target, api_key=server.analyst_key)
         sessions = [partner.start(viewer_id=f"v{i}") for i in range(24)]
         requests = [s.push_request(frames_of(cycle(fer_faces["happy"], 64))) for s in sessions]
 

@@ -19,7 +19,7 @@ from affectline.partner_client import ClientSession, start_request
 from affectline.v1 import analytics_pb2, common_pb2, session_pb2
 from affectline.v1.analytics_connect import AnalyticsServiceClient
 from affectline.v1.session_connect import SessionServiceClient
-from api_client import GrpcPartner, cycle, frames_of
+from api_client import GrpcPartner, bearer, cycle, frames_of
 from server_harness import running_server
 
 
@@ -30,7 +30,7 @@ def server(db_url, tmp_path):
 
 
 def test_300_real_faces_over_native_grpc_come_back_as_a_300_frame_timeline(server, fer_faces, crop_size):
-    partner = GrpcPartner(server.grpc_target)
+    partner = GrpcPartner(server.grpc_target, api_key=server.analyst_key)
     session = partner.start(video_id="trailer-1", variant_id="a")
     assert session.crop_spec.width == crop_size and session.crop_spec.height == crop_size and session.crop_spec.channels == 1
     happy = cycle(fer_faces["happy"], 300)
@@ -110,7 +110,8 @@ def test_http_transports_round_trip(server, fer_faces, protocol):
             ack = await sessions.push_crops(session.push_request(frames_of(cycle(fer_faces["happy"], 10), b * 333)))
             assert ack.seq == b and len(ack.results) == 10
         await sessions.end_session(session.end_request())
-        timeline = await analytics.get_session_timeline(analytics_pb2.GetSessionTimelineRequest(session_id=session.session_id))
+        timeline = await analytics.get_session_timeline(analytics_pb2.GetSessionTimelineRequest(session_id=session.session_id),
+                                                        headers=bearer(server.analyst_key))
         assert len(timeline.frames) == 30
         assert sum(f.top_emotion == common_pb2.EMOTION_HAPPY for f in timeline.frames) >= 27
 
@@ -138,7 +139,7 @@ def test_json_rpc_round_trip_with_batch_calls(server, fer_faces):
     r = httpx.post(server.http_base + "/jsonrpc", json={
         "jsonrpc": "2.0", "id": 2, "method": "affectline.v1.AnalyticsService/GetSessionTimeline",
         "params": {"sessionId": session.session_id},
-    })
+    }, headers=bearer(server.analyst_key))
     assert len(r.json()["result"]["frames"]) == 10
 
 
@@ -151,7 +152,7 @@ def _batch(faces: np.ndarray, seq: int) -> session_pb2.CropBatch:
 def test_json_rpc_errors_carry_the_grpc_status(server):
     url = server.http_base + "/jsonrpc"
     r = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "affectline.v1.AnalyticsService/GetSessionTimeline",
-                              "params": {"sessionId": "nope"}}).json()
+                              "params": {"sessionId": "nope"}}, headers=bearer(server.analyst_key)).json()
     assert r["error"]["code"] == -32005 and r["error"]["data"]["grpc_status"] == "NOT_FOUND"
     r = httpx.post(url, json={"jsonrpc": "2.0", "id": 2, "method": "affectline.v1.Nope/Nope", "params": {}}).json()
     assert r["error"]["code"] == -32601
@@ -202,7 +203,7 @@ def test_a_session_survives_a_server_restart(db_url, tmp_path, fer_faces):
 
 
 def test_smoothed_scores_are_acked_live_and_read_back_from_the_timeline(server, fer_faces):
-    partner = GrpcPartner(server.grpc_target)
+    partner = GrpcPartner(server.grpc_target, api_key=server.analyst_key)
     session = partner.start()
     faces = [fer_faces["happy"][0], fer_faces["sad"][0]] * 5
     ack = partner.sessions.PushCrops(session.push_request(frames_of(faces, step_ms=33)))

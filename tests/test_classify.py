@@ -62,16 +62,23 @@ def test_tight_crop_heuristic() -> None:
     assert not is_tight_crop(129, 129) and not is_tight_crop(100, 60) and not is_tight_crop(400, 300)
 
 
-def test_large_image_goes_through_detector(tmp_path: Path, model: EmotionModel) -> None:
+def test_large_image_goes_through_the_browsers_aligned_path(tmp_path: Path, model: EmotionModel) -> None:
+    """A face somewhere in a photo: BlazeFace and the browser's eye-aligned crop (recording/align.py)."""
+    from affectline.recording.align import aligned_crop_rgb
+    from affectline.recording.blazeface import BlazeFace
+
     paths = []
     for i, face in enumerate(confident_happy(3)):
         rgb = pasted_on_canvas(face)
-        fc = crop_face(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), model.crop_size)
-        assert fc.face_found and fc.method == "haar" and fc.image_size == (400, 300)
+        fc = crop_face(rgb, model.crop_size)
+        assert fc.face_found and fc.method == "aligned" and fc.image_size == (400, 300)
         assert fc.crop is not None and fc.crop.shape == model.crop_size[::-1] and fc.crop.dtype == np.uint8
         x, y, w, h = fc.box or (0, 0, 0, 0)
-        # the crop must sit on the pasted 192x192 face (at x 100..292, y 50..242)
-        assert abs((x + w / 2) - 196) < 25 and abs((y + h / 2) - 146) < 25 and 140 < w < 240
+        # the detector's box (clamped to the image) is centred on the pasted face (x 100..292, y 50..242)
+        assert abs((x + w / 2) - 196) < 30 and abs((y + h / 2) - 146) < 30 and 120 < w < 360  # human enlarges the box 1.4x
+        detected = BlazeFace().detect_rgb(rgb)
+        assert detected is not None
+        assert np.array_equal(fc.crop, aligned_crop_rgb(rgb, detected.eye_l, detected.eye_r, model.crop_size[0]))
         paths.append(tmp_path / f"photo{i}.jpg")
         Image.fromarray(rgb).save(paths[-1], quality=95)
     rows = list(classify_files(paths, model))

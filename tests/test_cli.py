@@ -94,9 +94,10 @@ def test_readme_partner_script_against_a_served_process(db_url, tmp_path, fer_fa
     """Acceptance: `affectline serve` + the README's partner script, 300 frames, on SQLite and PostgreSQL."""
     server = serve(tmp_path, db_url)
     try:
+        admin_key = (tmp_path / "data" / "admin-key").read_text().strip()  # made by serve's first start
         demo = subprocess.run(
             [sys.executable, str(REPO_ROOT / "examples" / "partner_demo.py"), "--target", server.grpc_target,
-             "--frames", "300"], capture_output=True, text=True, timeout=120,
+             "--frames", "300", "--api-key", admin_key], capture_output=True, text=True, timeout=120,
         )
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert "pushed 300 frames in 30 encrypted batches; server accepted 300" in demo.stdout

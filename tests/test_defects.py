@@ -38,7 +38,7 @@ from affectline.storage.database import make_engine, upgrade
 from affectline.storage.records import BatchRecord, FrameRecord
 from affectline.storage.timeline_store import TimelineStore, open_store
 from affectline.v1 import analytics_pb2, session_pb2
-from api_client import GrpcPartner
+from api_client import GrpcPartner, bearer
 from server_harness import running_server
 
 SIZE = 48
@@ -347,7 +347,7 @@ def test_json_rpc_refuses_an_oversized_body_with_413_before_parsing_it(server):
         assert "larger than 1048576 bytes" in error["message"]
         assert elapsed < 2.0
     ok = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "affectline.v1.AnalyticsService/GetSessionTimeline",
-                               "params": {"sessionId": "nope"}})
+                               "params": {"sessionId": "nope"}}, headers=bearer(server.analyst_key))
     assert ok.json()["error"]["data"]["grpc_status"] == "NOT_FOUND"  # normal bodies are unaffected
 
 
@@ -367,7 +367,7 @@ def _add_frames(store: TimelineStore, session_id: str, n: int, per_batch: int = 
 
 
 def test_session_timeline_pages_concatenate_to_the_whole_timeline_over_grpc_and_json_rpc(server):
-    partner = GrpcPartner(server.grpc_target)
+    partner = GrpcPartner(server.grpc_target, api_key=server.analyst_key)
     session = partner.start()
     _add_frames(server.parts.store, session.session_id, 12_000)
     expected = [f.video_time_ms for f in server.parts.store.session_frames(session.session_id)]
@@ -392,7 +392,8 @@ def test_session_timeline_pages_concatenate_to_the_whole_timeline_over_grpc_and_
     while token != "":
         params = {"sessionId": session.session_id, "pageSize": 4000, **({"pageToken": token} if token else {})}
         r = httpx.post(server.http_base + "/jsonrpc", json={
-            "jsonrpc": "2.0", "id": 1, "method": "affectline.v1.AnalyticsService/GetSessionTimeline", "params": params})
+            "jsonrpc": "2.0", "id": 1, "method": "affectline.v1.AnalyticsService/GetSessionTimeline", "params": params},
+            headers=bearer(server.analyst_key))
         result = r.json()["result"]
         times += [int(f.get("videoTimeMs", 0)) for f in result["frames"]]
         token = result.get("nextPageToken", "")
@@ -477,7 +478,7 @@ def test_an_unexpected_error_reaches_native_grpc_clients_as_a_bare_internal(serv
         raise OperationalError("SELECT * FROM frames WHERE session_id = %(id)s", {"id": "x"}, Exception("server closed"))
 
     monkeypatch.setattr(server.parts.store, "session_frames_page", broken)
-    partner = GrpcPartner(server.grpc_target)
+    partner = GrpcPartner(server.grpc_target, api_key=server.analyst_key)
     session = partner.start(viewer_id="viewer-broken")
     with pytest.raises(grpc.RpcError) as info:
         partner.analytics.GetSessionTimeline(analytics_pb2.GetSessionTimelineRequest(session_id=session.session_id))

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from affectline.loadtest_cli import Check, evaluate, parse_duration
+from affectline.commands.loadtest import Check, evaluate, parse_duration
 
 AFFECTLINE = [sys.executable, "-m", "affectline"]
 

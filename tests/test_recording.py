@@ -13,10 +13,10 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import cv2
 import pytest
 
-from browser_support import SAMPLES, face_frame
+from browser_support import SAMPLES
+from recording_support import sofa_frame, write_mp4, write_webcam_mp4
 
 pytestmark = pytest.mark.skipif(not (SAMPLES / "sample3.jpg").exists(), reason="client_js not installed")
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -24,16 +24,7 @@ EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory) -> Path:
-    """2 s, 640x480, 30 fps mp4: 1 s smiling face, 1 s sofa (no face)."""
-    photo = SAMPLES / "sample3.jpg"
-    smiling = face_frame(photo, (1015, 209, 315, 315))
-    no_face = cv2.resize(cv2.imread(str(photo))[900:1300, 0:533], (640, 480))
-    path = tmp_path_factory.mktemp("rec") / "webcam.mp4"
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 480))
-    for frame in [smiling] * 30 + [no_face] * 30:
-        w.write(frame)
-    w.release()
-    return path
+    return write_webcam_mp4(tmp_path_factory.mktemp("rec") / "webcam.mp4")
 
 
 @pytest.fixture
@@ -114,11 +105,7 @@ def test_bad_input_is_one_line_error_and_nothing_stored(tmp_path, recording, con
     elif case == "not_a_video":
         Path(src).write_bytes(b"this is not a video\n" * 1000)
     elif case == "no_face":
-        w = cv2.VideoWriter(src, cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 480))
-        sofa = cv2.resize(cv2.imread(str(SAMPLES / "sample3.jpg"))[900:1300, 0:533], (640, 480))
-        for _ in range(20):
-            w.write(sofa)
-        w.release()
+        write_mp4(Path(src), [sofa_frame()] * 20)
     elif case == "too_big":
         src, stdin = "-", recording.read_bytes()
         args += ["--max-size-mb", "0.01"]

@@ -1,7 +1,8 @@
 // A tiny line protocol so pytest can drive Debian's Chromium through playwright-core:
 // one JSON command per stdin line -> one JSON reply per stdout line.
-// {"cmd":"launch","y4m":PATH} {"cmd":"goto","url":U} {"cmd":"click","sel":S}
-// {"cmd":"eval","js":EXPR} {"cmd":"wait","js":EXPR,"timeout":MS} {"cmd":"shot","path":P} {"cmd":"close"}
+// {"cmd":"launch","y4m":PATH} {"cmd":"goto","url":U} {"cmd":"click","sel":S} {"cmd":"clickAt","x":X,"y":Y}
+// {"cmd":"viewport","width":W,"height":H}
+// {"cmd":"eval","js":EXPR} {"cmd":"wait","js":EXPR,"timeout":MS} {"cmd":"shot","path":P,"fullPage":false} {"cmd":"close"}
 // {"cmd":"rpcs"}: the API calls the page made so far, with the session-affinity header each carried
 import { createInterface } from "node:readline";
 import { mkdtempSync } from "node:fs";
@@ -30,10 +31,23 @@ const handlers = {
   },
   goto: ({ url }) => page.goto(url).then(() => null),
   click: ({ sel }) => page.click(sel),
+  clickAt: ({ x, y }) => page.mouse.click(x, y), // a real mouse click at page coordinates
+  viewport: ({ width, height }) => page.setViewportSize({ width, height }),
   eval: ({ js }) => page.evaluate(js),
-  wait: ({ js, timeout = 30000 }) => page.waitForFunction(js, null, { timeout, polling: 100 }).then((h) => h.jsonValue()),
+  // Polled from here with page.evaluate (run over CDP, outside the page's CSP): waitForFunction
+  // with a string compiles it inside the page, which a CSP without 'unsafe-eval' refuses.
+  async wait({ js, timeout = 30000 }) {
+    const end = Date.now() + timeout;
+    for (;;) {
+      let value, error;
+      try { value = await page.evaluate(js); } catch (e) { error = e; } // e.g. mid-navigation
+      if (value) return value;
+      if (Date.now() > end) throw new Error(`timeout ${timeout} ms waiting for ${js}${error ? ` (${error})` : ""}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  },
   rpcs: () => rpcs,
-  shot: ({ path }) => page.screenshot({ path }).then(() => null),
+  shot: ({ path, fullPage = false }) => page.screenshot({ path, fullPage }).then(() => null),
   close: async () => { await ctx?.close(); process.exit(0); },
 };
 for await (const line of createInterface({ input: process.stdin })) {

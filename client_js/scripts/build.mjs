@@ -13,11 +13,16 @@ const nm = join(root, "node_modules");
 
 execFileSync(join(nm, ".bin", "buf"), ["generate"], { cwd: root, stdio: "inherit" });
 rmSync(out, { recursive: true, force: true });
-await esbuild.build({
-  entryPoints: [join(root, "src", "viewer.ts")],
-  bundle: true, format: "esm", target: "es2022", minify: true,
-  outfile: join(out, "viewer.js"), logLevel: "warning",
-});
+// The viewer page's bundle, the live page's (/live.html: WatchLive over gRPC-web) and the
+// analyst's dashboard (/dashboard: uPlot charts; its stylesheet is copied next to it).
+for (const [entry, bundle] of [["viewer.ts", "viewer.js"], ["live_page.ts", "live.js"], ["dashboard/main.ts", "dashboard.js"]]) {
+  await esbuild.build({
+    entryPoints: [join(root, "src", entry)],
+    bundle: true, format: "esm", target: "es2022", minify: true,
+    outfile: join(out, bundle), logLevel: "warning",
+  });
+}
+copyFileSync(join(nm, "uplot/dist/uPlot.min.css"), join(out, "uPlot.min.css"));
 mkdirSync(join(out, "models"), { recursive: true });
 for (const f of ["blazeface.json", "blazeface.bin"]) copyFileSync(join(nm, "@vladmandic/human/models", f), join(out, "models", f));
 mkdirSync(join(out, "wasm"), { recursive: true });

@@ -9,7 +9,8 @@ import asyncio
 import logging
 import os
 import socket
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -17,6 +18,8 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
 from sqlalchemy import Engine, text
 
+from affectline.auth.authenticator import Authenticator
+from affectline.auth.bootstrap import FirstKey, ensure_admin_key
 from affectline.config import Settings
 from affectline.crypto import KEY_BYTES, KeyWrapper
 from affectline.inference.batcher import BatcherConfig, DynamicBatcher
@@ -26,18 +29,40 @@ from affectline.inference.run_budget import RunLayout, fit_to_run_budget
 from affectline.inference.variant_probe import PROBE_BATCH, describe as describe_timings
 from affectline.metrics import Metrics
 from affectline.models.registry import ModelRegistry
+from affectline.rate_limit import KeyRateLimitMiddleware, RateLimiter, grpc_key_interceptor
 from affectline.serving.grpc_server import GrpcServer, build_grpc_server
 from affectline.serving.http_app import build_http_app
 from affectline.serving.pages import page_routes
+from affectline.serving.uploads import upload_routes
+from affectline.reports.route import report_routes
+from affectline.serving.export_route import export_routes
+from affectline.serving.web_security import harden
 from affectline.serving.rpc_methods import ServiceBinding
+from affectline.analytics.definitions import DEFAULT_CONFIG as ANALYTICS_DEFAULTS
 from affectline.services.analytics_service import AnalyticsService
+from affectline.services.recording_service import MAX_CHUNK_BYTES, RecordingService
+from affectline.services.live_feed import LiveFeed
+from affectline.services.live_service import LiveService
+from affectline.services.session_events import SessionEventFanOut, SessionEvents
+from affectline.services.webhook_service import WebhookService
 from affectline.services.send_pacer import SendPacer
 from affectline.services.session_service import CropSpec, SessionService
+from affectline.storage.api_key_store import ApiKeyStore
 from affectline.storage.batch_writer import GroupCommitWriter
 from affectline.storage.database import make_engine, redact_url, upgrade
+from affectline.storage.rollup_store import RollupStore
+from affectline.storage.privacy_store import PrivacyStore
 from affectline.storage.timeline_store import TimelineStore
+from affectline.tls import transport_security
 from affectline.videos import ensure_demo
-from affectline.v1 import analytics_pb2, session_pb2
+from affectline.v1 import analytics_pb2, live_pb2, recording_pb2, session_pb2, webhooks_pb2
+from affectline.webhooks.delivery import DeliveryQueue, HttpSender
+from affectline.webhooks.dispatcher import WebhookDispatcher
+from affectline.webhooks.events import KEY_MOMENTS_CHANGED
+from affectline.webhooks.key_moments_watch import KeyMomentsSource, KeyMomentsWatch, analytics_source, moment_identity
+from affectline.webhooks.retry import RetryPolicy
+from affectline.webhooks.store import WebhookStore
+from affectline.webhooks.urls import EndpointPolicy
 
 log = logging.getLogger("affectline")
 
@@ -66,7 +91,11 @@ def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:  # name the address: "[Errno 98] Address already in use" alone does not
+        sock.close()
+        raise OSError(exc.errno, f"could not bind the HTTP server to {host}:{port}: {exc.strerror}") from None
     sock.listen(1024)
     sock.set_inheritable(True)
     return sock
@@ -86,6 +115,67 @@ class Parts:
     session_service: SessionService
     analytics_service: AnalyticsService
     bindings: list[ServiceBinding]
+    api_keys: ApiKeyStore
+    authenticator: Authenticator
+    live_service: LiveService
+    webhooks: Webhooks
+    recording_service: RecordingService | None = None
+
+
+def announce_first_key(first: FirstKey | None) -> None:
+    """Says where the key made on first start is. The key itself is printed only to a terminal:
+    stderr that is not one (a container, a service manager) ends up in logs, where keys never go."""
+    if first is None:
+        return
+    log.warning("no API key existed: made admin key %s and saved it to %s (mode 0600); make others with "
+                "`affectline keys create`", first.key_id, first.path)
+    if sys.stderr.isatty():
+        print(f"affectline: the first admin API key (shown once; also in {first.path}):\n  {first.token}",
+              file=sys.stderr, flush=True)
+
+
+@dataclass
+class Webhooks:
+    """Webhook delivery: what the server starts and stops (webhooks/)."""
+
+    sender: HttpSender
+    deliveries: DeliveryQueue
+    dispatcher: WebhookDispatcher
+    key_moments_watch: KeyMomentsWatch | None
+
+
+def build_webhooks(settings: Settings, store: WebhookStore, metrics: Metrics,
+                   key_moments: KeyMomentsSource | None) -> Webhooks:
+    sender = HttpSender(timeout_s=settings.webhook_timeout_s, ca_bundle=settings.webhook_ca_bundle)
+    policy = RetryPolicy(settings.webhook_max_attempts, settings.webhook_retry_base_s, settings.webhook_retry_max_s)
+    deliveries = DeliveryQueue(sender, policy, size=settings.webhook_queue_size, workers=settings.webhook_workers,
+                               registry=metrics.registry)
+    dispatcher = WebhookDispatcher(store.targets, deliveries, max_events=settings.webhook_queue_size)
+    # The periodic key-moments check runs only where the analytics provide the moments.
+    watch = (KeyMomentsWatch(key_moments, dispatcher.key_moments_changed, interval_s=settings.webhook_key_moments_check_s,
+                             identity=moment_identity)
+             if key_moments is not None else None)
+    return Webhooks(sender, deliveries, dispatcher, watch)
+
+
+def build_recording_service(settings: Settings, store: TimelineStore, writer: GroupCommitWriter,
+                            model: EmotionModel, batcher: DynamicBatcher) -> RecordingService:
+    """Recordings go through the live path's batcher at LOW priority and its writer."""
+    from functools import partial
+
+    from affectline.recording.analyse import RecordingAnalyser
+    from affectline.recording.blazeface import BlazeFace
+    from affectline.recording.job import analyse_and_store
+    from affectline.recording.jobs import Jobs
+    from affectline.recording.uploads import UploadStore
+
+    analyser = RecordingAnalyser(BlazeFace(threads=1), batcher.submit, model.crop_size, model.class_names)
+    run = partial(analyse_and_store, analyser=analyser, store=store, writer=writer,
+                  smoothing=SmoothingConfig.parse(settings.smoothing), model_key=model.key)
+    uploads = UploadStore(max_bytes=int(settings.recording_max_mb * 2**20), ttl_s=settings.recording_upload_ttl_s)
+    jobs = Jobs(run, max_running=settings.recording_max_concurrent, keep_s=settings.recording_upload_ttl_s,
+                on_finished=lambda job: uploads.discard(job.recording_id))
+    return RecordingService(uploads=uploads, jobs=jobs, max_chunk_bytes=MAX_CHUNK_BYTES)
 
 
 def build_parts(settings: Settings) -> Parts:
@@ -93,12 +183,14 @@ def build_parts(settings: Settings) -> Parts:
     metrics = Metrics.create()
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)  # migrations are the only way the schema is made
-    store = TimelineStore(engine)
+    api_keys = ApiKeyStore(engine)
+    announce_first_key(ensure_admin_key(api_keys, settings.data_dir, settings.admin_key))
+    store = TimelineStore(engine, rollups=bool(settings.rollups))
     try:  # /watch/demo works on a fresh data dir; a failure here must not stop the API
         ensure_demo(store, settings.data_dir)
     except Exception:
         log.exception("could not make the demo video")
-    model = EmotionModel.load(ModelRegistry().get(settings.model), intra_op_threads=settings.inference_threads,
+    model = EmotionModel.load(ModelRegistry(settings.models_root).get(settings.model), intra_op_threads=settings.inference_threads,
                                spin=bool(settings.inference_spin), variant=settings.model_variant,
                                time_variants_here=bool(settings.time_variants))
     if model.variant_timings:
@@ -127,26 +219,52 @@ def build_parts(settings: Settings) -> Parts:
     )
     width, height = model.crop_size
     writer = GroupCommitWriter(store, metrics=metrics)
+    key_wrapper = KeyWrapper(load_or_create_kek(settings))
+    # Live feed and webhooks hear of stored batches and ended sessions from the session service.
+    # Its emotion mixes use the analytics' minimum-viewers floor.
+    live_feed = LiveFeed(window_s=settings.live_window_s, idle_s=settings.live_idle_s,
+                         min_viewers=ANALYTICS_DEFAULTS.min_viewers)
+    webhook_store = WebhookStore(engine, key_wrapper)
+    analytics_service = AnalyticsService(store=store, rollups=RollupStore(engine),
+                                         config=replace(ANALYTICS_DEFAULTS, min_viewers=settings.min_segment_viewers))
+    # key_moments.changed: every AFFECTLINE_WEBHOOK_KEY_MOMENTS_CHECK_S, the campaigns with ended
+    # sessions and a subscribed endpoint get their key moments from the analytics (docs/api.md).
+    key_moments = analytics_source(analytics_service.get_key_moments,
+                                   lambda video_id: bool(webhook_store.targets(video_id, KEY_MOMENTS_CHANGED)))
+    webhooks = build_webhooks(settings, webhook_store, metrics, key_moments=key_moments)
+    listeners: list[SessionEvents] = [live_feed, webhooks.dispatcher]
+    if webhooks.key_moments_watch is not None:
+        listeners.append(webhooks.key_moments_watch)
     session_service = SessionService(
         store=store,
         writer=writer,
         score=batcher.submit,
         crop_spec=CropSpec(width, height, 1, model.key, settings.max_frames_per_batch),
-        key_wrapper=KeyWrapper(load_or_create_kek(settings)),
+        key_wrapper=key_wrapper,
         metrics=metrics,
         session_ttl=timedelta(seconds=settings.session_ttl_s),
         smoothing=SmoothingConfig.parse(settings.smoothing),
         pacer=SendPacer() if settings.send_pacing else None,
         max_sessions_per_viewer=settings.max_sessions_per_viewer,
         idle_evict_s=settings.session_idle_evict_s,
+        rate_limiter=RateLimiter(settings.rate_limit_session_rps, settings.rate_limit_session_burst)
+        if settings.rate_limit_session_rps > 0 else None,
+        events=SessionEventFanOut(listeners),
     )
-    analytics_service = AnalyticsService(store=store)
+    live_service = LiveService(live_feed, default_interval_ms=settings.live_interval_ms)
+    recording_service = build_recording_service(settings, store, writer, model, batcher)
     bindings = [
+        ServiceBinding(recording_pb2.DESCRIPTOR.services_by_name["RecordingService"], recording_service),
         ServiceBinding(session_pb2.DESCRIPTOR.services_by_name["SessionService"], session_service),
         ServiceBinding(analytics_pb2.DESCRIPTOR.services_by_name["AnalyticsService"], analytics_service),
+        ServiceBinding(live_pb2.DESCRIPTOR.services_by_name["LiveService"], live_service),
+        ServiceBinding(webhooks_pb2.DESCRIPTOR.services_by_name["WebhookService"],
+                       WebhookService(webhook_store, EndpointPolicy(bool(settings.webhook_allow_http_loopback)))),
     ]
     metrics.active_sessions.set(store.active_session_count(datetime.now(timezone.utc)))
-    return Parts(settings, metrics, engine, store, writer, model, batcher, session_service, analytics_service, bindings)
+    return Parts(settings, metrics, engine, store, writer, model, batcher, session_service, analytics_service, bindings,
+                 api_keys=api_keys, authenticator=Authenticator(api_keys, cache_s=settings.api_key_cache_s),
+                 live_service=live_service, webhooks=webhooks, recording_service=recording_service)
 
 
 class AffectlineServer:
@@ -155,7 +273,12 @@ class AffectlineServer:
     def __init__(self, parts: Parts) -> None:
         self.parts = parts
         s = parts.settings
+        self.tls = transport_security(s)  # TLS files, and plaintext only on loopback unless allowed
+        self._key_limiter = RateLimiter(s.rate_limit_key_rps, s.rate_limit_key_burst)
         self._grpc: GrpcServer = build_grpc_server(parts.bindings, parts.metrics, f"{s.host}:{s.grpc_port}",
+                                                   authorize=parts.authenticator.authorize,
+                                                   credentials=self.tls.grpc_credentials(),
+                                                   interceptors=[grpc_key_interceptor(self._key_limiter)],
                                                    max_receive_bytes=s.max_request_bytes)
         self._http_socket: socket.socket | None = _bind(s.host, s.http_port)
         self._http_port: int = self._http_socket.getsockname()[1]
@@ -183,12 +306,12 @@ class AffectlineServer:
 
     async def _retention_loop(self) -> None:
         days = self.parts.settings.retention_days
-        while days > 0:
-            cutoff = datetime.now(timezone.utc) - timedelta(days=days)
+        privacy = PrivacyStore(self.parts.engine)
+        while True:  # the global default (0: keep) and each campaign's own retention (videos.retention_days)
             try:
-                purged = await asyncio.to_thread(self.parts.store.purge_sessions_started_before, cutoff)
+                purged = await asyncio.to_thread(privacy.purge_expired, datetime.now(timezone.utc), days)
                 if purged:
-                    log.info("retention: deleted %d sessions started before %s", purged, cutoff.isoformat())
+                    log.info("retention: deleted %d sessions past their retention (default %d days)", purged, days)
             except Exception:  # a failed purge must not stop the server; it is retried next hour
                 log.exception("retention purge failed")
             await asyncio.sleep(3600)
@@ -196,6 +319,10 @@ class AffectlineServer:
     async def start(self) -> None:
         self._retention_task = asyncio.create_task(self._retention_loop(), name="affectline-retention")
         await self.parts.batcher.start()
+        await self.parts.webhooks.deliveries.start()
+        await self.parts.webhooks.dispatcher.background.start()
+        if self.parts.webhooks.key_moments_watch is not None:
+            await self.parts.webhooks.key_moments_watch.background.start()
         await self._grpc.start()
         config = HypercornConfig()
         assert self._http_socket is not None, "start() called twice"
@@ -205,31 +332,59 @@ class AffectlineServer:
         config.accesslog = None
         config.errorlog = logging.getLogger("hypercorn.error")  # our logging setup, printed once
         config.graceful_timeout = 5.0
-        # A connection that sends nothing (mid-headers or mid-body) for this long is closed.
-        config.read_timeout = self.parts.settings.http_read_timeout_s
+        # A request body that stalls this long is closed by the app (serving/client_watch.py), not
+        # by hypercorn's read_timeout, which would also close server streams (WatchLive) whose
+        # client has nothing left to send; until a request's headers are in, keep_alive_timeout
+        # applies, so it is capped by the read timeout too.
+        config.read_timeout = None
+        config.keep_alive_timeout = min(config.keep_alive_timeout, self.parts.settings.http_read_timeout_s)
         app = build_http_app(self.parts.bindings, self.parts.metrics, health_check=self.health,
-                             extra_routes=page_routes(self.parts.store),
-                             max_request_bytes=self.parts.settings.max_request_bytes)
+                             authorize=self.parts.authenticator.authorize,
+                             extra_routes=[*page_routes(self.parts.store), *self._upload_routes(),
+                                           *report_routes(self.parts.analytics_service, self.parts.store,
+                                                          self.parts.authenticator.authorize),
+                                           *export_routes(self.parts.analytics_service,
+                                                          self.parts.authenticator.authorize)],
+                             max_request_bytes=self.parts.settings.max_request_bytes,
+                             read_timeout_s=self.parts.settings.http_read_timeout_s)
+        self.tls.configure_hypercorn(config)  # HTTPS when a certificate is configured
+        app = harden(KeyRateLimitMiddleware(app, self._key_limiter), tls=self.tls.enabled,
+                     cors_origins=self.parts.settings.cors_origins)
         self._http_task = asyncio.create_task(hypercorn_serve(app, config, shutdown_trigger=self._shutdown.wait))
         log.info(
-            "affectline serving: gRPC on %s:%d, HTTP on http://%s:%d (database %s, model %s (%s) on %s)",
-            self.parts.settings.host, self.grpc_port, self.parts.settings.host, self.http_port,
+            "affectline serving: gRPC on %s:%d, HTTP on %s://%s:%d (%s; database %s, model %s (%s) on %s)",
+            self.parts.settings.host, self.grpc_port, "https" if self.tls.enabled else "http",
+            self.parts.settings.host, self.http_port, self.tls.describe(),
             redact_url(self.parts.settings.resolved_database_url), self.parts.model.key, self.parts.model.variant,
             ",".join(self.parts.model.providers),
         )
 
+    def _upload_routes(self) -> list[Any]:
+        rec = self.parts.recording_service
+        return upload_routes(rec, self.parts.authenticator.authorize) if rec is not None else []
+
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stops taking new calls, lets in-flight ones finish, drains the batcher."""
         self._shutdown.set()
+        self.parts.live_service.close()  # live streams end now instead of holding the grace period
         if self._retention_task is not None:
             self._retention_task.cancel()
         await self._grpc.stop(grace_s)
         if self._http_task is not None:
             await self._http_task
+        if self.parts.recording_service is not None:  # before the batcher: cancels analyses, deletes uploads
+            await self.parts.recording_service.close()
         await self.parts.batcher.stop()
         await asyncio.to_thread(self.parts.writer.close)  # after the batcher: in-flight batches get stored
         if self._http_socket is not None:  # never started
             self._http_socket.close()
+        await self.parts.authenticator.close()
+        webhooks = self.parts.webhooks
+        if webhooks.key_moments_watch is not None:
+            await webhooks.key_moments_watch.background.stop()
+        await webhooks.dispatcher.background.stop()
+        await webhooks.deliveries.stop()  # deliveries still waiting are dropped (docs/api.md, "Webhooks")
+        await webhooks.sender.close()
         self.parts.engine.dispose()
 
     async def run_until(self, stop: asyncio.Event) -> None:

@@ -9,11 +9,12 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Sequence
+from types import ModuleType
+from typing import Any, Callable, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from affectline.cli_flags import add_db_flags
+from affectline.commands.flags import add_db_flags
 from affectline.config import Settings, env_table, settings_from_env
 
 EPILOG = "Every option also reads an environment variable; flags win. Defaults:\n" + "\n".join(
@@ -38,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--grpc-port", type=int, help="native gRPC port [AFFECTLINE_GRPC_PORT]")
     serve.add_argument("--http-port", type=int, help="gRPC-web/Connect/JSON-RPC/metrics/pages port [AFFECTLINE_HTTP_PORT]")
     add_db_flags(serve)
+    serve.add_argument("--tls-cert", help="PEM certificate (chain): TLS on both ports [AFFECTLINE_TLS_CERT]")
+    serve.add_argument("--tls-key", help="PEM private key of --tls-cert [AFFECTLINE_TLS_KEY]")
+    serve.add_argument("--tls-client-ca", help="PEM CA: native gRPC requires client certificates it signed "
+                       "(mTLS) [AFFECTLINE_TLS_CLIENT_CA]")
+    serve.add_argument("--allow-plaintext", action="store_const", const=1,
+                       help="serve plaintext on a non-loopback --host (a proxy in front terminates TLS); "
+                            "logged as a warning [AFFECTLINE_ALLOW_PLAINTEXT]")
     serve.add_argument("--model", help="registered model NAME[/VERSION] [AFFECTLINE_MODEL]")
     serve.add_argument("--model-variant", choices=("auto", "fp32", "fp16", "int8"),
                        help="precision variant of the model [AFFECTLINE_MODEL_VARIANT]")
@@ -81,14 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--format", choices=("csv", "json"), default="csv", help="output format (default: csv)")
     classify.add_argument("--model", help="registered model NAME[/VERSION] (default: the server's default model)")
 
-    privacy = sub.add_parser("privacy", help="erasure and retention of viewers' data")
-    privacy_sub = privacy.add_subparsers(dest="privacy_command", required=True, metavar="PRIVACY_COMMAND")
-    erase = privacy_sub.add_parser("erase", help="delete a viewer and every session and frame recorded for them")
-    erase.add_argument("--viewer-id", required=True, help="the pseudonymous viewer id used in StartSession")
-    add_db_flags(erase)
-    purge = privacy_sub.add_parser("purge", help="delete sessions older than the retention period now")
-    purge.add_argument("--older-than-days", type=int, help="default: AFFECTLINE_RETENTION_DAYS")
-    add_db_flags(purge)
 
     models = sub.add_parser("models", help="list the registered models, their measured accuracy and which one is served",
                             description="Lists the registered models (tab-separated) with their FER2013 accuracy "
@@ -97,20 +97,24 @@ def build_parser() -> argparse.ArgumentParser:
                         help="list the models that left the package: their figures and the git command restoring each")
     models.set_defaults(models_command="list")
 
-    from affectline import loadtest_cli
+    for module, adders in _command_modules():
+        for add in adders:
+            before = set(sub.choices)
+            add(sub)
+            for name in set(sub.choices) - before:  # the commands this module just defined
+                sub.choices[name].set_defaults(run=module.run)
+    return parser
 
-    loadtest_cli.add_parser(sub)
-    from affectline import videos_cli
 
-    videos_cli.add_parser(sub)
-    from affectline import recording_cli
-
-    recording_cli.add_parser(sub)
+def _command_modules() -> list[tuple[ModuleType, tuple[Callable[[Any], Any], ...]]]:
+    """Subcommands that live in modules of their own: each defines its parsers and `run(args)`."""
+    from affectline import dev_certs
+    from affectline.commands import analytics, analyze_video, keys, loadtest, privacy, report, videos
     from affectline.training import cli as training_cli
 
-    training_cli.add_parser(sub)
-    training_cli.add_evaluate_parser(sub)
-    return parser
+    plain = (videos, analyze_video, analytics, report, keys, privacy, dev_certs, loadtest)
+    return [(m, (m.add_parser,)) for m in plain] + [
+        (training_cli, (training_cli.add_parser, training_cli.add_evaluate_parser))]
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -119,6 +123,10 @@ def _settings(args: argparse.Namespace) -> Settings:
         grpc_port=getattr(args, "grpc_port", None),
         http_port=getattr(args, "http_port", None),
         database_url=getattr(args, "database_url", None),
+        tls_cert=getattr(args, "tls_cert", None),
+        tls_key=getattr(args, "tls_key", None),
+        tls_client_ca=getattr(args, "tls_client_ca", None),
+        allow_plaintext=getattr(args, "allow_plaintext", None),
         data_dir=getattr(args, "data_dir", None),
         model=getattr(args, "model", None),
         model_variant=getattr(args, "model_variant", None),
@@ -138,10 +146,18 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _serve(settings: Settings) -> int:
     from affectline.app import AffectlineServer, build_parts
+    from affectline.tls import transport_security
+
+    transport_security(settings)  # TLS files and the plaintext rule: fail before the slow start
 
     async def main() -> None:
         print(f"affectline: preparing (database, migrations, model {settings.model})...", file=sys.stderr, flush=True)
-        server = AffectlineServer(build_parts(settings))
+        parts = build_parts(settings)
+        if settings.demo_data:  # a synthetic campaign for /dashboard, on first start (demo_campaign.py)
+            from affectline.demo_campaign import ensure_demo_campaign
+
+            ensure_demo_campaign(parts.store, settings.data_dir)
+        server = AffectlineServer(parts)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -155,7 +171,7 @@ def _serve(settings: Settings) -> int:
         gc.freeze()
         print(
             f"affectline: serving gRPC on {settings.host}:{server.grpc_port} and "
-            f"http://{settings.host}:{server.http_port}/ (Ctrl-C stops)",
+            f"{'https' if server.tls.enabled else 'http'}://{settings.host}:{server.http_port}/ (Ctrl-C stops)",
             file=sys.stderr, flush=True,
         )
         try:
@@ -186,25 +202,6 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _privacy(args: argparse.Namespace, settings: Settings) -> int:
-    from datetime import datetime, timedelta, timezone
-
-    from affectline.storage.timeline_store import open_store
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    with open_store(settings.resolved_database_url, migrate=True) as store:
-        if args.privacy_command == "erase":
-            n = store.erase_viewer(args.viewer_id)
-            print(f"erased viewer {args.viewer_id!r}: {n} sessions with their frames")
-            return 0
-        days = args.older_than_days if args.older_than_days is not None else settings.retention_days
-        if days <= 0:
-            raise ValueError("--older-than-days must be > 0")
-        cutoff = datetime.now(timezone.utc) - timedelta(days=days)
-        print(f"purged {store.purge_sessions_started_before(cutoff)} sessions started before {cutoff:%Y-%m-%d %H:%M} UTC")
-        return 0
-
-
 def _classify(args: argparse.Namespace, settings: Settings) -> int:
     from affectline.classify import classify_files, write_results
     from affectline.inference.engine import EmotionModel
@@ -214,7 +211,7 @@ def _classify(args: argparse.Namespace, settings: Settings) -> int:
     if missing:
         print(f"affectline classify: no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return 2
-    model = EmotionModel.load(ModelRegistry().get(settings.model))
+    model = EmotionModel.load(ModelRegistry(settings.models_root).get(settings.model))
     results = list(classify_files(list(args.paths), model))
     write_results(results, args.format, sys.stdout)
     failed = sum(1 for r in results if r.error)
@@ -237,7 +234,7 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{r['model']}\t{percent(acc.get('fer2013_private_test'))}\t{percent(acc.get('fer2013_public_test'))}\t"
                   f"{percent(acc.get('fer2013_private_test_happy_vs_sad'))}\t{r['restore']}")
         return 0
-    registry = ModelRegistry()
+    registry = ModelRegistry(settings.models_root)
     served = registry.get(settings.model).key
     print("model\tserved\tPrivateTest\tPublicTest\thappy-vs-sad (Private)\tPrivateTest int8\tint8 crops/s\t"
           "variants\tpath")
@@ -261,22 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
-        if args.command == "loadtest":  # a client of the server: no server settings
-            from affectline import loadtest_cli
-
-            return loadtest_cli.run(args)
-        if args.command == "videos":
-            from affectline import videos_cli
-
-            return videos_cli.run(args)
-        if args.command == "analyze-video":
-            from affectline import recording_cli
-
-            return recording_cli.run(args)
-        if args.command in ("train", "evaluate"):
-            from affectline.training import cli as training_cli
-
-            return training_cli.run(args)
+        if hasattr(args, "run"):  # a command with a module of its own (_command_modules)
+            return args.run(args)
         settings = _settings(args)
         if args.command == "serve":
             return _serve(settings)
@@ -284,13 +267,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _db(args, settings)
         if args.command == "classify":
             return _classify(args, settings)
-        if args.command == "privacy":
-            return _privacy(args, settings)
         return _models(args, settings)
     except KeyboardInterrupt:
         return 130
     except (ValueError, LookupError, OSError, SQLAlchemyError) as exc:
-        print(f"affectline {args.command}: error: {exc}", file=sys.stderr)
+        # One line: drivers' messages can run over several (SQLAlchemy adds a "Background" link).
+        print(f"affectline {args.command}: error: {(str(exc).strip() or type(exc).__name__).splitlines()[0]}",
+              file=sys.stderr)
         return 2
 
 

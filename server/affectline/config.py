@@ -7,11 +7,11 @@ runs with no configuration at all: SQLite under ./data, CPU inference.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from affectline.models.registry import DEFAULT_MODEL
+from affectline.models.registry import DEFAULT_MODEL, PACKAGED_ROOT as PACKAGED_MODELS
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,8 @@ class Settings:
     # Empty: SQLite file <data_dir>/affectline.db
     database_url: str = ""
     model: str = DEFAULT_MODEL
+    # Another model registry folder (name/version/manifest.json + model files); empty: the packaged models.
+    models_dir: str = ""
     # Precision variant: auto (per provider: TensorRT int8 > CUDA fp16 > fastest measured on CPU), fp32, fp16, int8.
     model_variant: str = "auto"
     # With model_variant=auto on CPU: 1 times the variants at start-up and serves the fastest on
@@ -70,10 +72,69 @@ class Settings:
     # Seconds the HTTP server waits for the next bytes of a request (headers or body) before
     # closing the connection, so slow-body clients cannot hold connections open.
     http_read_timeout_s: float = 30.0
+    # 1 keeps the per session-second rollups (analytics curves) current as batches land; 0 skips
+    # them, for benchmark comparisons (then run `affectline analytics rebuild` before reading curves).
+    rollups: int = 1
+    # Fewest viewers a curve second, segment or variant may rest on; fewer are suppressed, not shown.
+    min_segment_viewers: int = 5
+    # 1: the first `serve` start writes a demo campaign, video "synthetic-demo": synthetic viewers
+    # on two variants and a film, all marked synthetic (demo_campaign.py), so /dashboard shows data
+    # at once. 0: never (production: its scores would join every video's norms).
+    demo_data: int = 1
     # Sessions (and their frames) older than this are deleted; checked at start and hourly. 0 keeps all.
     retention_days: int = 180
+    # Live feed (WatchLive): default ms between snapshots; seconds that rates and emotion mixes
+    # cover; a session without a stored batch this long stops counting as active.
+    live_interval_ms: int = 1000
+    live_window_s: int = 5
+    live_idle_s: float = 30.0
+    # Webhook deliveries (webhooks/): 1 also allows http:// to loopback hosts (tests, development);
+    # a CA bundle file for endpoints with a private CA; the retry schedule and the queue bound.
+    webhook_allow_http_loopback: int = 0
+    webhook_ca_bundle: str = ""
+    webhook_timeout_s: float = 10.0
+    webhook_max_attempts: int = 8
+    webhook_retry_base_s: float = 2.0
+    webhook_retry_max_s: float = 600.0
+    webhook_queue_size: int = 1000
+    webhook_workers: int = 4
+    # Seconds between key-moment checks of campaigns whose sessions ended since the last one.
+    webhook_key_moments_check_s: float = 60.0
+    # Seconds a server trusts a verified API key before reading it again: a revocation takes up
+    # to this long to reach running servers. 0: read the key on every call.
+    api_key_cache_s: float = 30.0
+    # An API key (afk_<id>_<secret>) to register as an admin key when absent. Empty: on the
+    # first start with no key, `serve` makes one in <data_dir>/admin-key (auth/bootstrap.py).
+    admin_key: str = field(default="", repr=False)
+    # Transport security (tls.py, docs/security.md): PEM certificate and key for TLS on both
+    # servers; a CA whose client certificates native gRPC then requires (mTLS). Without a
+    # certificate, plaintext is served only on loopback, or off it with allow_plaintext=1 (logged).
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    allow_plaintext: int = 0
+    # Token buckets (rate_limit.py): PushCrops/StreamCrops batches per second per session, and
+    # calls per second per API key; burst = the bucket size. 0 turns a limit off. A 30-fps
+    # browser sends ~3 batches/s.
+    rate_limit_session_rps: float = 50.0
+    rate_limit_session_burst: int = 100
+    rate_limit_key_rps: float = 500.0
+    rate_limit_key_burst: int = 1000
+    # Comma-separated origins allowed to call the HTTP server from other sites' pages (CORS);
+    # empty: same-origin only.
+    cors_origins: str = ""
+    # Recordings (RecordingService, analyze-video): the largest accepted, in MiB; analyses run at
+    # once (each takes about one core for face detection; more wait with RESOURCE_EXHAUSTED);
+    # seconds an upload may go without a chunk before it is deleted.
+    recording_max_mb: float = 2048.0
+    recording_max_concurrent: int = 1
+    recording_upload_ttl_s: float = 3600.0
     # Key-encryption key for stored session keys: 64 hex chars. Empty: <data_dir>/kek.bin, made on first start.
     kek_hex: str = ""
+
+    @property
+    def models_root(self) -> Path:
+        return Path(self.models_dir) if self.models_dir else PACKAGED_MODELS
 
     @property
     def resolved_database_url(self) -> str:

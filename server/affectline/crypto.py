@@ -112,6 +112,8 @@ class KeyWrapper:
         return nonce + self._aead.encrypt(nonce, key, context.encode())
 
     def unwrap(self, wrapped: bytes, context: str) -> bytes:
+        if len(wrapped) < NONCE_BYTES + 16:  # AESGCM raises ValueError on a short nonce, not InvalidTag
+            raise DecryptionFailed("stored session key is truncated")
         try:
             return self._aead.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], context.encode())
         except InvalidTag as exc:

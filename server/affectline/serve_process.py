@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -81,13 +82,17 @@ class ServeProcess:
 
 
 def start_serve(data_dir: Path, log_path: Path, extra_args: Sequence[str] = (), timeout_s: float = 90, *,
-                ports: tuple[int, int] | None = None, env: Mapping[str, str] | None = None) -> ServeProcess:
+                ports: tuple[int, int] | None = None, env: Mapping[str, str] | None = None,
+                demo_data: bool = False) -> ServeProcess:
     """Starts the server and returns once /healthz answers 200; raises RuntimeError otherwise.
 
     ports: (grpc, http) to reuse, e.g. to restart a server where its clients expect it; free
     ones otherwise (chosen again, up to PORT_ATTEMPTS times, when another process took one
-    first). env: replaces the inherited environment. The log is appended to.
+    first). env: replaces the inherited environment. The log is appended to. demo_data: write
+    the synthetic demo campaign on first start; off by default, because tools and tests count
+    the frames in the store and the campaign would be counted with theirs.
     """
+    env = {**(os.environ if env is None else env), "AFFECTLINE_DEMO_DATA": "1" if demo_data else "0"}
     for attempt in range(1, PORT_ATTEMPTS + 1):
         grpc_port, http_port = ports or free_ports(2)
         start = log_path.stat().st_size if log_path.exists() else 0

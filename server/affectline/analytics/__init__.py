@@ -36,6 +36,7 @@ from affectline.analytics.moments import Moment, find_moments, key_moments
 from affectline.analytics.norms import Norm, headline_score, percentile_among, video_norms
 from affectline.analytics.rollup import (
     METRICS,
+    RollupColumns,
     SecondRollup,
     SeekState,
     ViewerSeconds,
@@ -50,7 +51,7 @@ from affectline.analytics.suppression import SuppressedSpan, below_floor
 
 __all__ = [
     "ABConfig", "Comparison", "CurveDifference", "DEFAULT_CONFIG", "FrameArrays", "FrameMetrics", "METRICS",
-    "MetricComparison", "MetricConfig", "MetricCurve", "Moment", "Norm", "SecondRollup", "SeekState",
+    "MetricComparison", "MetricConfig", "MetricCurve", "Moment", "Norm", "RollupColumns", "SecondRollup", "SeekState",
     "SessionSummary", "SuppressedSpan", "VideoCurves", "ViewerSeconds", "assign_passes", "attention_shares",
     "below_floor", "combine", "compare_values", "compare_variants", "curve_difference", "filter_attention",
     "find_moments", "frame_arrays", "frame_metrics", "headline_score", "hedges_g", "holm", "key_moments",

@@ -11,7 +11,7 @@ import numpy as np
 from scipy import optimize, special, stats
 
 from affectline.analytics.definitions import DEFAULT_CONFIG, MetricConfig
-from affectline.analytics.rollup import SecondRollup, per_viewer_second_means
+from affectline.analytics.rollup import Rollups, as_columns, per_viewer_second_means
 from affectline.analytics.session_summary import SessionSummary
 from affectline.analytics.suppression import below_floor
 
@@ -137,25 +137,67 @@ def _join(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
-def _test(metric: str, a: np.ndarray, b: np.ndarray, ab: ABConfig) -> dict[str, object]:
+def _bootstrap(a: np.ndarray, b: np.ndarray, ab: ABConfig) -> tuple[np.ndarray, np.ndarray]:
+    """scipy.stats.bootstrap CI of mean(b) - mean(a); a and b may hold several metrics' values
+    as rows (k, n_a) and (k, n_b), all of the same viewers.
+
+    Several metrics go through one call that resamples viewer indices: the seeded generator
+    draws the same indices as it does for one metric alone and each row's statistic is computed
+    as for that metric alone, so every interval equals the one-metric call's exactly, while the
+    indices (the costly part) are drawn once, not once per metric.
+    """
+    kw = {"vectorized": True, "n_resamples": ab.n_resamples, "method": ab.bootstrap_method,
+          "confidence_level": ab.confidence_level, "rng": np.random.default_rng(ab.seed)}
+    if a.ndim == 1:
+        ci = stats.bootstrap((a, b), lambda x, y, axis: np.mean(y, axis=axis) - np.mean(x, axis=axis),
+                             **kw).confidence_interval  # type: ignore[arg-type]
+        return np.asarray(ci.low), np.asarray(ci.high)
+
+    def difference(ia: np.ndarray, ib: np.ndarray, axis: int) -> np.ndarray:
+        ia, ib = ia.astype(np.intp), ib.astype(np.intp)  # once, not once per metric's gather
+        return np.stack([np.mean(y[ib], axis=-1) - np.mean(x[ia], axis=-1) for x, y in zip(a, b)])
+
+    index = np.int32 if max(a.shape[1], b.shape[1]) < 2**31 else np.int64  # half the bytes scipy resamples
+    ci = stats.bootstrap((np.arange(a.shape[1], dtype=index), np.arange(b.shape[1], dtype=index)), difference,
+                         **kw).confidence_interval  # type: ignore[arg-type]
+    return np.asarray(ci.low), np.asarray(ci.high)
+
+
+def _test(metric: str, a: np.ndarray, b: np.ndarray, ab: ABConfig, ci: tuple[float, float] | None = None
+          ) -> dict[str, object]:
+    """One metric's statistics; `ci`: its bootstrap interval if already computed."""
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore")
         welch = stats.ttest_ind(b, a, equal_var=False).pvalue
         mwu = stats.mannwhitneyu(b, a, alternative="two-sided").pvalue
-        boot = stats.bootstrap(
-            (a, b),
-            lambda x, y, axis: np.mean(y, axis=axis) - np.mean(x, axis=axis),
-            vectorized=True,
-            n_resamples=ab.n_resamples,
-            method=ab.bootstrap_method,
-            confidence_level=ab.confidence_level,
-            rng=np.random.default_rng(ab.seed),
-        ).confidence_interval
+        if ci is None:
+            low, high = _bootstrap(a, b, ab)
+            ci = (float(low), float(high))
     return dict(
         metric=metric, n_a=len(a), n_b=len(b), mean_a=float(a.mean()), mean_b=float(b.mean()),
-        difference=float(b.mean() - a.mean()), ci_low=float(boot.low), ci_high=float(boot.high),
+        difference=float(b.mean() - a.mean()), ci_low=ci[0], ci_high=ci[1],
         hedges_g=hedges_g(a, b), welch_p=float(welch), mannwhitney_p=float(mwu),
     )
+
+
+def _bootstrap_all(clean: Mapping[str, tuple[np.ndarray, np.ndarray]], ab: ABConfig) -> dict[str, tuple[float, float]]:
+    """Each metric's bootstrap CI, metrics with the same sample sizes in one call (_bootstrap)."""
+    by_size: dict[tuple[int, int], list[str]] = {}
+    for m, (x, y) in clean.items():
+        by_size.setdefault((len(x), len(y)), []).append(m)
+    out: dict[str, tuple[float, float]] = {}
+    for names in by_size.values():
+        if len(names) < 2:
+            continue
+        try:
+            with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+                warnings.simplefilter("ignore")
+                low, high = _bootstrap(np.stack([clean[m][0] for m in names]),
+                                       np.stack([clean[m][1] for m in names]), ab)
+        except ValueError:  # what a one-metric call would refuse too: each on its own below
+            continue
+        out.update({m: (float(lo), float(hi)) for m, lo, hi in zip(names, low, high)})
+    return out
 
 
 def compare_values(
@@ -175,7 +217,8 @@ def compare_values(
         reason = below_floor(min(len(x), len(y)), min_viewers)
         if reason:
             return Comparison(labels[0], labels[1], (), f"Not shown: {reason} in a variant for {_name(m)}.", reason)
-    rows = [_test(m, x, y, ab) for m, (x, y) in clean.items()]
+    cis = _bootstrap_all(clean, ab)
+    rows = [_test(m, x, y, ab, cis.get(m)) for m, (x, y) in clean.items()]
     holm_p = holm([r["welch_p"] for r in rows])  # type: ignore[misc]
     holm_mw = holm([r["mannwhitney_p"] for r in rows])  # type: ignore[misc]
     alpha_first = ab.alpha / max(1, len(rows))
@@ -271,8 +314,8 @@ class CurveDifference:
 
 
 def curve_difference(
-    a: Sequence[SecondRollup],
-    b: Sequence[SecondRollup],
+    a: Rollups,
+    b: Rollups,
     metric: str = "engagement",
     config: MetricConfig = DEFAULT_CONFIG,
     *,
@@ -281,9 +324,10 @@ def curve_difference(
     end_s: int | None = None,
 ) -> CurveDifference:
     """The per-second difference of a metric's curves, B minus A, each viewer counted once."""
-    seconds = [r.second for r in (*a, *b)]
-    start = start_s if start_s is not None else min(seconds, default=0)
-    end = end_s if end_s is not None else max(seconds, default=start - 1) + 1
+    a, b = as_columns(a), as_columns(b)
+    seconds = np.concatenate([a.second, b.second])
+    start = start_s if start_s is not None else int(seconds.min()) if len(seconds) else 0
+    end = end_s if end_s is not None else (int(seconds.max()) if len(seconds) else start - 1) + 1
     va = per_viewer_second_means(a, passes, start, end, (metric,))
     vb = per_viewer_second_means(b, passes, start, end, (metric,))
     xa, xb = va.means[metric], vb.means[metric]
@@ -304,3 +348,46 @@ def curve_difference(
             )
         low[cols], high[cols] = ci.low, ci.high
     return CurveDifference(metric, va.seconds, diff, low, high, n_a, n_b, suppressed)
+
+
+def curve_difference_from_stats(
+    a: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    b: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    metric: str = "engagement",
+    config: MetricConfig = DEFAULT_CONFIG,
+    *,
+    start_s: int | None = None,
+    end_s: int | None = None,
+) -> CurveDifference:
+    """curve_difference from each variant's per-second statistics of the per-viewer means
+    (computed elsewhere, in SQL): (seconds, count, mean, sample variance) each. The Welch
+    interval is ttest_ind(equal_var=False).confidence_interval's formula on those statistics,
+    so the result equals curve_difference's on the rows behind them, to floating-point rounding.
+    """
+    seconds = np.concatenate([np.asarray(a[0], dtype=np.int64), np.asarray(b[0], dtype=np.int64)])
+    start = start_s if start_s is not None else int(seconds.min()) if len(seconds) else 0
+    end = end_s if end_s is not None else (int(seconds.max()) if len(seconds) else start - 1) + 1
+    span = np.arange(start, max(start, end), dtype=np.int64)
+
+    def spread(side: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        sec = np.asarray(side[0], dtype=np.int64)
+        inside = (sec >= start) & (sec < end)
+        n, mean, var = np.zeros(len(span), dtype=np.int64), np.full(len(span), np.nan), np.full(len(span), np.nan)
+        at = sec[inside] - start
+        n[at], mean[at], var[at] = (np.asarray(x)[inside] for x in side[1:])
+        return n, mean, var
+
+    (n_a, mean_a, var_a), (n_b, mean_b, var_b) = spread(a), spread(b)
+    suppressed = (n_a < max(2, config.min_viewers)) | (n_b < max(2, config.min_viewers))
+    diff = np.full(len(span), np.nan)
+    low, high = diff.copy(), diff.copy()
+    cols = ~suppressed
+    if cols.any():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            va, vb = np.maximum(var_a[cols], 0.0) / n_a[cols], np.maximum(var_b[cols], 0.0) / n_b[cols]
+            df = (va + vb) ** 2 / (va**2 / (n_a[cols] - 1) + vb**2 / (n_b[cols] - 1))
+            df = np.where(np.isnan(df), 1.0, df)  # no spread in either: any df (as scipy does)
+            d = mean_b[cols] - mean_a[cols]
+            half = stats.t.ppf(0.5 + config.confidence_level / 2, df) * np.sqrt(va + vb)
+        diff[cols], low[cols], high[cols] = d, d - half, d + half
+    return CurveDifference(metric, span, diff, low, high, n_a, n_b, suppressed)

@@ -10,7 +10,14 @@ import numpy as np
 from scipy import stats
 
 from affectline.analytics.definitions import DEFAULT_CONFIG, MetricConfig
-from affectline.analytics.rollup import SUMMED, METRICS, SecondRollup, per_viewer_second_means, select_passes
+from affectline.analytics.rollup import (
+    METRICS,
+    SUMMED,
+    Rollups,
+    as_columns,
+    per_viewer_second_means,
+    select_pass_columns,
+)
 from affectline.analytics.suppression import SuppressedSpan, suppressed_spans
 from affectline.storage.records import EMOTIONS
 
@@ -50,52 +57,55 @@ class VideoCurves:
 
 
 def mean_ci(values: np.ndarray, confidence_level: float = 0.95) -> tuple[np.ndarray, ...]:
-    """Column-wise mean, t-interval (scipy.stats.ttest_1samp) and count, NaNs left out.
+    """Column-wise mean, t-interval and count, NaNs left out: the interval of
+    scipy.stats.ttest_1samp(...).confidence_interval, mean +- t(1-alpha/2, n-1) s / sqrt(n),
+    computed for all columns at once (scipy's NaN omission goes column by column).
 
-    Columns with fewer than two values get a mean (one value) but a NaN interval.
+    Columns with fewer than two values get a mean (one value) but a NaN interval; a column
+    without spread gets a zero-width interval.
     """
     values = np.asarray(values, dtype=np.float64)
     n = np.sum(~np.isnan(values), axis=0)
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(values, axis=0) if values.size else np.full(values.shape[1:], np.nan)
-    low = np.full(mean.shape, np.nan)
-    high = np.full(mean.shape, np.nan)
-    cols = n >= 2
-    if cols.any():
-        sub = values[:, cols]
-        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            policy = "omit" if np.isnan(sub).any() else "propagate"
-            ci = stats.ttest_1samp(sub, 0.0, axis=0, nan_policy=policy).confidence_interval(confidence_level)
-        sd = np.nanstd(sub, axis=0)
-        # A column without spread has a zero-width interval (scipy answers NaN there).
-        low[cols] = np.where(sd == 0, mean[cols], ci.low)
-        high[cols] = np.where(sd == 0, mean[cols], ci.high)
-    return mean, low, high, n
+        sd = np.nanstd(values, axis=0, ddof=1) if values.size else np.full(values.shape[1:], np.nan)
+    return t_interval(mean, sd, n, confidence_level)
 
 
-def attention_shares(rollups: Iterable[SecondRollup], passes: int | str = 0) -> dict[str, float]:
+def t_interval(mean: np.ndarray, sd: np.ndarray, n: np.ndarray, confidence_level: float = 0.95
+               ) -> tuple[np.ndarray, ...]:
+    """mean_ci from each column's mean, sample SD (ddof 1) and count: (mean, low, high, n)."""
+    n = np.asarray(n)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        half = stats.t.ppf(0.5 + confidence_level / 2, n - 1) * sd / np.sqrt(n)
+    ok = n >= 2
+    return mean, np.where(ok, mean - half, np.nan), np.where(ok, mean + half, np.nan), n
+
+
+def attention_shares(rollups: Rollups, passes: int | str = 0) -> dict[str, float]:
     """Each session's share of attentive frames among frames of known attention (NaN: unknown)."""
-    attentive: dict[str, int] = {}
-    known: dict[str, int] = {}
-    for r in select_passes(rollups, passes):
-        attentive[r.session_id] = attentive.get(r.session_id, 0) + r.attentive
-        known[r.session_id] = known.get(r.session_id, 0) + r.pose_known
-    return {s: attentive[s] / known[s] if known[s] else float("nan") for s in attentive}
+    c = select_pass_columns(as_columns(rollups), passes)
+    n = len(c.sessions)
+    attentive = np.bincount(c.session, weights=c.field("attentive"), minlength=n)
+    known = np.bincount(c.session, weights=c.field("pose_known"), minlength=n)
+    present = np.unique(c.session)
+    return {c.sessions[i]: attentive[i] / known[i] if known[i] else float("nan") for i in present.tolist()}
 
 
-def filter_attention(
-    rollups: Sequence[SecondRollup], min_attention_share: float, passes: int | str = 0
-) -> list[SecondRollup]:
-    """Rows of sessions whose attention share reaches the minimum (unknown share: left out)."""
+def filter_attention(rollups: Rollups, min_attention_share: float, passes: int | str = 0) -> Rollups:
+    """Rows of sessions whose attention share reaches the minimum (unknown share: left out),
+    as rows or columns, as given."""
     shares = attention_shares(rollups, passes)
     keep = {s for s, share in shares.items() if share >= min_attention_share}
-    return [r for r in rollups if r.session_id in keep]
+    if isinstance(rollups, Sequence):
+        return [r for r in rollups if r.session_id in keep]
+    return rollups.with_sessions(keep)
 
 
 def video_curves(
-    rollups: Sequence[SecondRollup],
+    rollups: Rollups,
     config: MetricConfig = DEFAULT_CONFIG,
     *,
     emotions: Iterable[str] | None = None,
@@ -118,12 +128,51 @@ def video_curves(
         rollups = filter_attention(rollups, min_attention_share, passes)
     metrics = (*chosen, *SUMMED, "attention")
     vs = per_viewer_second_means(rollups, passes, start_s, end_s, metrics)
-    viewers = vs.watched.sum(axis=0)
+    intervals = {metric: mean_ci(vs.means[metric], config.confidence_level) for metric in metrics}
+    return _assemble(vs.seconds, vs.watched.sum(axis=0), intervals, len(vs.sessions), config)
+
+
+def curves_from_stats(
+    seconds: np.ndarray,
+    watched: np.ndarray,
+    moments: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    sessions: int,
+    config: MetricConfig = DEFAULT_CONFIG,
+    *,
+    start_s: int | None = None,
+    end_s: int | None = None,
+) -> VideoCurves:
+    """video_curves from per-second statistics of the per-viewer means computed elsewhere (in
+    SQL): for each second present, the viewers watching and, per metric, the count, mean and
+    sample variance (NaN with fewer than 2) of the viewers' means. The same curves as
+    video_curves on the rows behind them, to floating-point rounding.
+
+    `seconds` are the seconds some viewer watched; the curve spans [start_s, end_s), by default
+    from the first to the last of them.
+    """
+    seconds = np.asarray(seconds, dtype=np.int64)
+    start = start_s if start_s is not None else int(seconds.min()) if len(seconds) else 0
+    end = end_s if end_s is not None else int(seconds.max()) + 1 if len(seconds) else start
+    span = np.arange(start, max(start, end), dtype=np.int64)
+    inside = (seconds >= start) & (seconds < end)
+    at = seconds[inside] - start
+    viewers = np.zeros(len(span), dtype=np.int64)
+    viewers[at] = np.asarray(watched)[inside]
+    intervals = {}
+    for metric, (count, mean, var) in moments.items():
+        n, m, v = np.zeros(len(span), dtype=np.int64), np.full(len(span), np.nan), np.full(len(span), np.nan)
+        n[at], m[at], v[at] = np.asarray(count)[inside], np.asarray(mean)[inside], np.asarray(var)[inside]
+        intervals[metric] = t_interval(m, np.sqrt(np.maximum(v, 0.0)), n, config.confidence_level)
+    return _assemble(span, viewers, intervals, sessions, config)
+
+
+def _assemble(seconds: np.ndarray, viewers: np.ndarray, intervals: Mapping[str, tuple[np.ndarray, ...]],
+              sessions: int, config: MetricConfig) -> VideoCurves:
+    """Curves from each metric's (mean, low, high, n) per second: suppression and clipping."""
     floor = config.min_viewers
     suppressed = viewers < floor
     curves = {}
-    for metric in metrics:
-        mean, low, high, n = mean_ci(vs.means[metric], config.confidence_level)
+    for metric, (mean, low, high, n) in intervals.items():
         hidden = suppressed | (n < floor)
         lo_bound, hi_bound = METRIC_RANGE[metric]
         curves[metric] = MetricCurve(
@@ -134,12 +183,12 @@ def video_curves(
             n,
         )
     return VideoCurves(
-        seconds=vs.seconds,
+        seconds=seconds,
         viewers=viewers,
         curves=curves,
         suppressed=suppressed,
-        suppressed_spans=suppressed_spans(vs.seconds, suppressed, floor),
-        sessions=len(vs.sessions),
+        suppressed_spans=suppressed_spans(seconds, suppressed, floor),
+        sessions=sessions,
         min_viewers=floor,
         confidence_level=config.confidence_level,
     )

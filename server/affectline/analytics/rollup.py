@@ -16,6 +16,7 @@ from affectline.analytics.definitions import (
     DEFAULT_CONFIG,
     N_EMOTIONS,
     FrameArrays,
+    FrameMetrics,
     MetricConfig,
     frame_metrics,
 )
@@ -91,6 +92,8 @@ def assign_passes(
     prev = np.concatenate(([t[0] if state.last_video_time_ms is None else state.last_video_time_ms], t[:-1]))
     viewing = np.cumsum(t < prev - config.seek_tolerance_ms)  # 0: the viewing already under way
     second = t // 1000
+    if not viewing[-1]:
+        return _continue_viewing(t, second, state)
     pairs, inverse = np.unique(np.stack([second, viewing], axis=1), axis=0, return_inverse=True)
     group_start = np.searchsorted(pairs[:, 0], pairs[:, 0], side="left")
     rank = np.arange(len(pairs)) - group_start
@@ -114,6 +117,21 @@ def assign_passes(
     return passes, SeekState(int(t[-1]), viewings, current)
 
 
+def _continue_viewing(t: np.ndarray, second: np.ndarray, state: SeekState) -> tuple[np.ndarray, SeekState]:
+    """assign_passes without a seek in these frames (the common case at ingest): each second
+    keeps its pass in the current viewing, or is newly reached by it."""
+    viewings = dict(state.viewings)
+    current = dict(state.current)
+    seconds, inverse = np.unique(second, return_inverse=True)
+    pass_of = np.empty(len(seconds), dtype=np.int64)
+    for j, sec in enumerate(seconds.tolist()):
+        if sec not in current:
+            current[sec] = viewings.get(sec, 0)
+            viewings[sec] = current[sec] + 1
+        pass_of[j] = current[sec]
+    return pass_of[inverse.reshape(-1)], SeekState(int(t[-1]), viewings, current)
+
+
 def rollup_session(
     session_id: str,
     frames: FrameArrays,
@@ -132,7 +150,49 @@ def rollup_session(
     if len(frames) == 0:
         return [], state
     m = frame_metrics(frames, config, allowed)
-    keys, inverse = np.unique(np.stack([frames.video_time_ms // 1000, passes], axis=1), axis=0, return_inverse=True)
+    return _rows((session_id,), np.zeros(len(frames), dtype=np.int64), frames, passes, m), state
+
+
+def rollup_group(
+    items: Sequence[tuple[str, FrameArrays, Iterable[str] | None, SeekState | None]],
+    config: MetricConfig = DEFAULT_CONFIG,
+) -> tuple[list[SecondRollup], list[SeekState]]:
+    """rollup_session for several sessions at once: (session id, frames, allowed, state) each.
+
+    The same rows and states as one rollup_session call per item, with the per-frame metrics
+    and the sums computed once per set of allowed emotions instead of once per session (what a
+    group commit of many sessions' batches needs).
+    """
+    states: list[SeekState] = []
+    by_allowed: dict[frozenset[str] | None, list[tuple[int, FrameArrays, np.ndarray]]] = {}
+    for i, (_, frames, allowed, state) in enumerate(items):
+        frames = frames.take(np.lexsort((frames.index, frames.seq)))
+        passes, new_state = assign_passes(frames.video_time_ms, config, state)
+        states.append(new_state)
+        key = None if allowed is None else frozenset(allowed)
+        by_allowed.setdefault(key, []).append((i, frames, passes))
+    names = tuple(item[0] for item in items)
+    rows: list[SecondRollup] = []
+    for allowed, group in by_allowed.items():
+        frames = _concat([f for _, f, _ in group])
+        if len(frames) == 0:
+            continue
+        session_of = np.concatenate([np.full(len(f), i, dtype=np.int64) for i, f, _ in group])
+        passes = np.concatenate([p for _, _, p in group])
+        rows += _rows(names, session_of, frames, passes, frame_metrics(frames, config, allowed))
+    return sorted(rows, key=lambda r: r.key), states
+
+
+def _concat(parts: Sequence[FrameArrays]) -> FrameArrays:
+    names = ("seq", "index", "video_time_ms", "face_present", "probs", "yaw", "pitch")
+    return FrameArrays(*(np.concatenate([getattr(p, n) for p in parts]) for n in names))
+
+
+def _rows(names: Sequence[str], session_of: np.ndarray, frames: FrameArrays, passes: np.ndarray,
+          m: FrameMetrics) -> list[SecondRollup]:
+    """Sums and counts per (session, second, pass) of frames with their metrics and passes."""
+    keys, inverse = np.unique(np.stack([session_of, frames.video_time_ms // 1000, passes], axis=1), axis=0,
+                              return_inverse=True)
     inverse = inverse.reshape(-1)
     k = len(keys)
 
@@ -157,9 +217,9 @@ def rollup_session(
             extra[f"{name}_frames"] = int(c[j])
         rows.append(
             SecondRollup(
-                session_id=session_id,
-                second=int(keys[j, 0]),
-                pass_index=int(keys[j, 1]),
+                session_id=names[int(keys[j, 0])],
+                second=int(keys[j, 1]),
+                pass_index=int(keys[j, 2]),
                 frames=int(n_frames[j]),
                 frames_with_face=int(with_face[j]),
                 attentive=int(attentive[j]),
@@ -169,7 +229,7 @@ def rollup_session(
                 **extra,  # type: ignore[arg-type]
             )
         )
-    return rows, state
+    return rows
 
 
 _COUNTS = tuple(f.name for f in fields(SecondRollup) if f.name not in ("session_id", "second", "pass_index"))
@@ -215,8 +275,82 @@ class ViewerSeconds:
     means: Mapping[str, np.ndarray]  # metric -> (viewers, seconds)
 
 
+# A rollup row's value fields, in storage order (the rollups table's columns after the key).
+VALUE_FIELDS: tuple[str, ...] = (
+    "frames", "frames_with_face", "attentive", "pose_known",
+    *(f"{name}_{kind}" for name in (*EMOTIONS, *SUMMED) for kind in ("sum", "frames")),
+)
+_FIELD = {name: i for i, name in enumerate(VALUE_FIELDS)}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RollupColumns:
+    """Rollup rows as columns (n rows): how large selections reach the curves without one
+    object per row. Any function taking rollup rows takes these too."""
+
+    sessions: tuple[str, ...]  # session ids; `session` indexes them
+    session: np.ndarray  # int64 (n,)
+    second: np.ndarray  # int64 (n,)
+    pass_index: np.ndarray  # int64 (n,)
+    values: np.ndarray  # float64 (n, len(VALUE_FIELDS))
+
+    def __len__(self) -> int:
+        return len(self.second)
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[SecondRollup]) -> RollupColumns:
+        rows = list(rows)
+        sessions = tuple(sorted({r.session_id for r in rows}))
+        code = {s: i for i, s in enumerate(sessions)}
+        values = np.array([
+            (r.frames, r.frames_with_face, r.attentive, r.pose_known,
+             *(v for pair in zip(r.emotion_sums, r.emotion_frames) for v in pair),
+             *(getattr(r, f"{name}_{kind}") for name in SUMMED for kind in ("sum", "frames")))
+            for r in rows], dtype=np.float64).reshape(len(rows), len(VALUE_FIELDS))
+        return cls(sessions, np.fromiter((code[r.session_id] for r in rows), np.int64, len(rows)),
+                   np.fromiter((r.second for r in rows), np.int64, len(rows)),
+                   np.fromiter((r.pass_index for r in rows), np.int64, len(rows)), values)
+
+    def take(self, which: np.ndarray) -> RollupColumns:
+        return RollupColumns(self.sessions, self.session[which], self.second[which], self.pass_index[which],
+                             self.values[which])
+
+    def field(self, name: str) -> np.ndarray:
+        return self.values[:, _FIELD[name]]
+
+    def totals(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """(sums, frames) behind a metric's mean in each row."""
+        if metric == "attention":
+            return self.field("attentive"), self.field("pose_known")
+        return self.field(f"{metric}_sum"), self.field(f"{metric}_frames")
+
+    def with_sessions(self, keep: Iterable[str]) -> RollupColumns:
+        wanted = set(keep)
+        return self.take(np.isin(self.session, [i for i, s in enumerate(self.sessions) if s in wanted]))
+
+
+Rollups = Sequence[SecondRollup] | RollupColumns
+
+
+def as_columns(rollups: Rollups) -> RollupColumns:
+    return rollups if isinstance(rollups, RollupColumns) else RollupColumns.from_rows(rollups)
+
+
+def select_pass_columns(c: RollupColumns, passes: int | str = 0) -> RollupColumns:
+    """select_passes on columns: one pass, or "all" passes summed per (session, second) as pass 0."""
+    if passes != "all":
+        if not isinstance(passes, int) or passes < 0:
+            raise ValueError(f'passes must be a pass index >= 0 or "all", got {passes!r}')
+        return c.take(c.pass_index == passes)
+    keys, inverse = np.unique(np.stack([c.session, c.second], axis=1).reshape(-1, 2), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    values = np.zeros((len(keys), len(VALUE_FIELDS)))
+    np.add.at(values, inverse, c.values)
+    return RollupColumns(c.sessions, keys[:, 0], keys[:, 1], np.zeros(len(keys), dtype=np.int64), values)
+
+
 def per_viewer_second_means(
-    rollups: Sequence[SecondRollup],
+    rollups: Rollups,
     passes: int | str = 0,
     start_s: int | None = None,
     end_s: int | None = None,
@@ -227,48 +361,32 @@ def per_viewer_second_means(
     Seconds run from `start_s` (inclusive) to `end_s` (exclusive), by default over the
     seconds present in the rows.
     """
-    rows = [
-        r for r in select_passes(rollups, passes)
-        if (start_s is None or r.second >= start_s) and (end_s is None or r.second < end_s) and r.frames > 0
-    ]
-    sessions = tuple(sorted({r.session_id for r in rows}))
+    c = select_pass_columns(as_columns(rollups), passes)
+    keep = c.field("frames") > 0
+    if start_s is not None:
+        keep &= c.second >= start_s
+    if end_s is not None:
+        keep &= c.second < end_s
+    c = c.take(keep)
+    present = np.unique(c.session)
+    sessions = tuple(c.sessions[i] for i in present)  # c.sessions is sorted, so these are too
     if start_s is None:
-        start_s = min((r.second for r in rows), default=0)
+        start_s = int(c.second.min()) if len(c) else 0
     if end_s is None:
-        end_s = max((r.second + 1 for r in rows), default=start_s)
+        end_s = int(c.second.max()) + 1 if len(c) else start_s
     seconds = np.arange(start_s, max(start_s, end_s), dtype=np.int64)
     shape = (len(sessions), len(seconds))
-    row_of = {s: i for i, s in enumerate(sessions)}
-    vi = np.fromiter((row_of[r.session_id] for r in rows), np.int64, len(rows))
-    si = np.fromiter((r.second - start_s for r in rows), np.int64, len(rows))
+    vi = np.searchsorted(present, c.session)
+    si = c.second - start_s
     watched = np.zeros(shape, dtype=bool)
     watched[vi, si] = True
     flat = vi * len(seconds) + si
     size = len(sessions) * len(seconds)
-    sums, counts = _totals(rows, tuple(metrics))
     means: dict[str, np.ndarray] = {}
-    for j, metric in enumerate(metrics):
-        s = np.bincount(flat, weights=sums[:, j], minlength=size).reshape(shape)
-        c = np.bincount(flat, weights=counts[:, j], minlength=size).reshape(shape)
+    for metric in metrics:
+        sums, counts = c.totals(metric)
+        s = np.bincount(flat, weights=sums, minlength=size).reshape(shape)
+        n = np.bincount(flat, weights=counts, minlength=size).reshape(shape)
         with np.errstate(invalid="ignore", divide="ignore"):
-            means[metric] = np.where(c > 0, s / c, np.nan)
+            means[metric] = np.where(n > 0, s / n, np.nan)
     return ViewerSeconds(sessions, seconds, watched, means)
-
-
-def _totals(rows: Sequence[SecondRollup], metrics: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """(sums, frames) of each metric for each row: two arrays (rows, metrics)."""
-    n = len(rows)
-    sums = np.zeros((n, len(metrics)))
-    counts = np.zeros((n, len(metrics)))
-    emo_sums = np.array([r.emotion_sums for r in rows], dtype=np.float64).reshape(n, N_EMOTIONS)
-    emo_frames = np.array([r.emotion_frames for r in rows], dtype=np.float64).reshape(n, N_EMOTIONS)
-    for j, metric in enumerate(metrics):
-        if metric in EMOTIONS:
-            sums[:, j] = emo_sums[:, EMOTIONS.index(metric)]
-            counts[:, j] = emo_frames[:, EMOTIONS.index(metric)]
-        else:
-            sum_field, count_field = ("attentive", "pose_known") if metric == "attention" else (
-                f"{metric}_sum", f"{metric}_frames")
-            sums[:, j] = np.fromiter((getattr(r, sum_field) for r in rows), np.float64, n)
-            counts[:, j] = np.fromiter((getattr(r, count_field) for r in rows), np.float64, n)
-    return sums, counts

@@ -130,7 +130,14 @@ class EmotionModel:
             )
         except ValueError as exc:
             raise ValueError(f"{registered.key}: {exc}") from exc
-        session = ort.InferenceSession(graph, sess_options=opts, providers=providers)
+        except Exception as exc:  # onnx's DecodeError and the like: a damaged file
+            raise ValueError(f"{registered.key}: model file {path} is not a readable ONNX model "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else '-'})") from exc
+        try:
+            session = ort.InferenceSession(graph, sess_options=opts, providers=providers)
+        except Exception as exc:  # onnxruntime's InvalidProtobuf, Fail, ...: not ValueErrors
+            raise ValueError(f"{registered.key}: onnxruntime cannot load model file {path} "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else '-'})") from exc
         model = cls(registered, session, variant)
         model.onnx_path = path
         return model

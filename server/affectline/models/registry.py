@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_MODEL = "affectline-vgg"
-DEFAULT_ROOT = Path(__file__).resolve().parent  # models packaged with affectline
+PACKAGED_ROOT = Path(__file__).resolve().parent  # models packaged with affectline
+DEFAULT_ROOT = PACKAGED_ROOT  # Settings.models_root (AFFECTLINE_MODELS_DIR) chooses another folder
 # Models that left the package, each with the commit and command that bring it back.
-RETIRED = DEFAULT_ROOT / "retired.json"
+RETIRED = PACKAGED_ROOT / "retired.json"
 
 
 class ModelNotFoundError(LookupError):

@@ -35,7 +35,7 @@ from affectline.inference.batcher import LOW
 from affectline.inference.smoothing import EmaState, SmoothingConfig, smooth_batch
 from affectline.recording.align import aligned_crop_rgb
 from affectline.recording.blazeface import BlazeFace, Face
-from affectline.recording.decode import Decoder, RecordingError, VideoInfo, check_complete
+from affectline.recording.decode import ConsentMissing, Decoder, NoFaceFound, RecordingError, VideoInfo, check_complete
 from affectline.storage.records import EMOTIONS, BatchRecord, ConsentInfo, FrameRecord, SessionRecord, ViewerInfo
 
 REQUIRED_SCOPE = "emotion"
@@ -109,7 +109,7 @@ def load_consent(path: Path) -> ConsentInfo:
         raise RecordingError("the consent file needs scopes as a list of strings")
     clean = tuple(dict.fromkeys(s.strip() for s in scopes if s.strip()))
     if REQUIRED_SCOPE not in clean:
-        raise RecordingError(f"the viewer has not consented to scope {REQUIRED_SCOPE!r}; nothing is analysed")
+        raise ConsentMissing(f"the viewer has not consented to scope {REQUIRED_SCOPE!r}; nothing is analysed")
     return ConsentInfo(notice.strip(), when.astimezone(timezone.utc), clean)
 
 
@@ -151,7 +151,10 @@ class RecordingAnalyser:
         return out
 
     async def analyse(self, path: Path, *, offset_ms: int = 0, progress: Callable[[int], None] | None = None,
-                      total: Callable[[int], None] | None = None) -> Analysis:
+                      total: Callable[[int], None] | None = None,
+                      decoded: Callable[[int], None] | None = None) -> Analysis:
+        """progress(n): n more frames scored; decoded(n): n more frames decoded and detected;
+        total(n): the container's frame count (0 if unknown), once, before the first frame."""
         times = StageTimes()
         started = time.perf_counter()
         infer0 = self._infer_seconds()
@@ -190,6 +193,8 @@ class RecordingAnalyser:
                         break
                     last_ts = chunk[-1][1]
                     times.frames += len(chunk)
+                    if decoded:
+                        decoded(len(chunk))
                     crops = [c for *_, c in chunk if c is not None]
                     task = None
                     if crops:
@@ -208,7 +213,7 @@ class RecordingAnalyser:
             times.decode = decoder.decode_s
             info = decoder.info
         if times.faces == 0:
-            raise RecordingError(f"no face was found in any of the {times.frames} frames; nothing is stored")
+            raise NoFaceFound(f"no face was found in any of the {times.frames} frames; nothing is stored")
         times.infer = self._infer_seconds() - infer0
         times.wall = time.perf_counter() - started
         return Analysis(info, results, times, skipped)
@@ -258,12 +263,11 @@ def batches(frames: list[FrameResult], per_batch: int = CHUNK_FRAMES) -> list[Ba
     return out
 
 
-async def store_timeline(store: Any, writer: Any, record: SessionRecord, frames: list[FrameResult], *,
-                         viewer_generated: bool) -> None:
+async def store_timeline(store: Any, writer: Any, record: SessionRecord, frames: list[FrameResult]) -> None:
     """create_session, every batch through the GroupCommitWriter, end_session("completed").
 
-    On a failure while storing: a generated viewer is erased with everything stored for it; a
-    given viewer's session is ended "analysis_failed" (TimelineStore has no per-session delete)."""
+    All or nothing: on any failure (or cancel) while storing, the session is deleted with
+    whatever of it was stored (TimelineStore.delete_session), and so is a viewer it made."""
     sid = record.session_id
     await asyncio.to_thread(store.create_session, record)
     try:
@@ -272,11 +276,7 @@ async def store_timeline(store: Any, writer: Any, record: SessionRecord, frames:
             raise RuntimeError("a batch of the recording was already stored")
         await asyncio.to_thread(store.end_session, sid, "completed", datetime.now(timezone.utc))
     except BaseException:
-        if viewer_generated:
-            await asyncio.shield(asyncio.to_thread(store.erase_viewer, record.viewer.viewer_id))
-        else:
-            await asyncio.shield(asyncio.to_thread(store.end_session, sid, "analysis_failed",
-                                                   datetime.now(timezone.utc)))
+        await asyncio.shield(asyncio.to_thread(store.delete_session, sid))
         raise
 
 

@@ -29,16 +29,37 @@ import numpy as np  # noqa: E402
 
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
-DEFAULT_MAX_MB = 2048  # AFFECTLINE_RECORDING_MAX_MB or --max-size-mb
 CHUNK = 1 << 20
 
 
 class RecordingError(ValueError):
-    """A recording that cannot be analysed; the message is one line for the user."""
+    """A recording that cannot be analysed; the message is one line for the user. The
+    subclasses say why, so that the RPC can answer each with its own status."""
 
 
-def default_max_bytes() -> int:
-    return int(float(os.environ.get("AFFECTLINE_RECORDING_MAX_MB", DEFAULT_MAX_MB)) * 1024 * 1024)
+class NotAVideo(RecordingError):
+    """Not a file OpenCV/FFmpeg can decode, or one without a video stream."""
+
+
+class TruncatedRecording(RecordingError):
+    """Decoding stopped well short of what the container announces, or the upload ended early."""
+
+
+class RecordingTooLarge(RecordingError):
+    """Past the size limit (AFFECTLINE_RECORDING_MAX_MB)."""
+
+
+class NoFaceFound(RecordingError):
+    """Decoded, but no frame has a face."""
+
+
+class ConsentMissing(RecordingError):
+    """The consent record does not cover the emotion scope."""
+
+
+def too_large(max_bytes: int) -> RecordingTooLarge:
+    return RecordingTooLarge(f"the recording is larger than the limit of {max_bytes / 2**20:.0f} MB")
+
 
 
 def spool(stream: BinaryIO, dest: Path, max_bytes: int) -> int:
@@ -51,7 +72,7 @@ def spool(stream: BinaryIO, dest: Path, max_bytes: int) -> int:
                 return n
             n += len(block)
             if n > max_bytes:
-                raise RecordingError(f"the recording is larger than the limit of {max_bytes / 2**20:.0f} MB")
+                raise too_large(max_bytes)
             out.write(block)
 
 
@@ -67,7 +88,7 @@ def held_recording(source: str | Path, *, max_bytes: int, stdin: BinaryIO | None
         if not path.is_file():
             raise RecordingError("the recording file does not exist or is not a regular file")
         if path.stat().st_size > max_bytes:
-            raise RecordingError(f"the recording is larger than the limit of {max_bytes / 2**20:.0f} MB")
+            raise too_large(max_bytes)
         yield path
         return
     import sys
@@ -98,13 +119,13 @@ class Decoder:
         self._cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
         if not self._cap.isOpened():
             self._cap.release()
-            raise RecordingError("the file is not a video OpenCV/FFmpeg can decode (or it is truncated)")
+            raise NotAVideo("the file is not a video OpenCV/FFmpeg can decode (or it is truncated)")
         w, h = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         n = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.info = VideoInfo(w, h, max(n, 0), float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0))
         if w <= 0 or h <= 0:
             self._cap.release()
-            raise RecordingError("the file has no video stream")
+            raise NotAVideo("the file has no video stream")
         self._q: queue.Queue[tuple[int, float, np.ndarray] | None | BaseException] = queue.Queue(prefetch)
         self._stop = threading.Event()
         self.decode_s = 0.0  # time spent in read(), reader thread
@@ -164,8 +185,8 @@ def check_complete(info: VideoInfo, decoded: int, last_ts_ms: float | None) -> N
     """Raises RecordingError when decoding stopped well short of what the container announces
     (a truncated file): fewer than 90 % of its frames and more than one second missing."""
     if decoded == 0:
-        raise RecordingError("no frame could be decoded (truncated or not a video)")
+        raise NotAVideo("no frame could be decoded (truncated or not a video)")
     if info.frame_count > 0 and decoded < 0.9 * info.frame_count:
         missing_s = (info.frame_count - decoded) / (info.fps or 30.0)
         if missing_s > 1.0 or decoded < 0.5 * info.frame_count:
-            raise RecordingError(f"the recording is truncated: {decoded} of {info.frame_count} frames could be decoded")
+            raise TruncatedRecording(f"the recording is truncated: {decoded} of {info.frame_count} frames could be decoded")

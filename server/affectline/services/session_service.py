@@ -27,12 +27,15 @@ from affectline import crypto
 from affectline.inference.batcher import QueueFull
 from affectline.inference.smoothing import EmaState, SmoothingConfig, smooth_batch
 from affectline.metrics import Metrics
+from affectline.rate_limit import SESSION_SETTING, RateLimiter, rate_limited
+from affectline.services import validation
 from affectline.services.crop_batch_wire import count_crop_frames
 from affectline.services.live_sessions import LiveSession, LiveSessions
 from affectline.services.proto_convert import add_frame_results, from_timestamp, scores_message, timestamp, top_emotion
 from affectline.services.send_pacer import SendPacer
+from affectline.services.session_events import SessionEventFanOut, SessionEvents
 from affectline.storage.batch_writer import GroupCommitWriter
-from affectline.storage.records import BatchRecord, ConsentInfo, FrameRecord, SessionRecord, ViewerInfo
+from affectline.storage.records import EMOTIONS, BatchRecord, ConsentInfo, FrameRecord, SessionRecord, ViewerInfo
 from affectline.storage.timeline_store import DEMOGRAPHICS_SCOPE, TimelineStore, TooManyOpenSessions
 from affectline.v1 import session_pb2
 
@@ -47,6 +50,8 @@ MAX_SEQ = 2**63 - 1
 # timestamp, flags, head pose: 55 at most), and of a CropBatch's own fields plus the GCM tag.
 FRAME_OVERHEAD_BYTES = 64
 BATCH_SLACK_BYTES = 64 + 16  # + the 16-byte AES-GCM tag
+# The hint in UNAVAILABLE answers to a failed write (e.g. the database unreachable): clients back off.
+STORAGE_RETRY_AFTER_MS = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,11 @@ class Score(Protocol):
 
 def _error(code: Code, message: str) -> ConnectError:
     return ConnectError(code, message)
+
+
+def _valid_timestamp(ts: object) -> bool:
+    """Within google.protobuf.Timestamp's documented range (years 1-9999): others overflow datetime."""
+    return -62135596800 <= ts.seconds <= 253402300799 and 0 <= ts.nanos <= 999_999_999  # type: ignore[attr-defined]
 
 
 def _check_id(value: str, what: str, *, allow_empty: bool = False) -> None:
@@ -106,6 +116,8 @@ class SessionService:
         pacer: SendPacer | None = None,
         max_sessions_per_viewer: int = 16,
         idle_evict_s: float = 600.0,
+        rate_limiter: RateLimiter | None = None,
+        events: SessionEvents = SessionEventFanOut(),
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ) -> None:
         self._store = store
@@ -118,7 +130,9 @@ class SessionService:
         self._smoothing = smoothing
         self._pacer = pacer  # None: no send pacing hints
         self._now = now
+        self._events = events  # the live feed and webhooks: in-memory work only
         self._max_per_viewer = max_sessions_per_viewer
+        self._rate = rate_limiter  # batches per second per session (rate_limit.py); None: unlimited
         # An evicted session also gives its send slot up (it gets a new one if it comes back).
         self._sessions = LiveSessions(store, key_wrapper, self._io, idle_s=idle_evict_s, now=now,
                                       on_evict=pacer.leave if pacer is not None else lambda sid: None)
@@ -138,7 +152,7 @@ class SessionService:
         viewer = request.viewer
         _check_id(viewer.viewer_id, "viewer.viewer_id")
         consent = viewer.consent
-        if not consent.notice_version or not consent.HasField("consented_at"):
+        if not consent.notice_version or not consent.HasField("consented_at") or not _valid_timestamp(consent.consented_at):
             raise _error(Code.INVALID_ARGUMENT, "viewer.consent needs notice_version and consented_at")
         scopes = tuple(dict.fromkeys(s.strip() for s in consent.scopes if s.strip()))
         if REQUIRED_CONSENT_SCOPE not in scopes:
@@ -146,6 +160,11 @@ class SessionService:
                 Code.PERMISSION_DENIED,
                 f"the viewer has not consented to scope {REQUIRED_CONSENT_SCOPE!r}; no session can start",
             )
+        unknown = [e for e in consent.allowed_emotions if e not in EMOTIONS]
+        if unknown:
+            raise _error(Code.INVALID_ARGUMENT, f"viewer.consent.allowed_emotions: unknown emotion {unknown[0]!r} "
+                                                f"(expected some of {', '.join(EMOTIONS)})")
+        allowed = tuple(e for e in EMOTIONS if e in set(consent.allowed_emotions))  # () means all
         demo = viewer.demographics
         if (demo.age_band or demo.gender or demo.region) and DEMOGRAPHICS_SCOPE not in scopes:
             raise _error(
@@ -155,6 +174,7 @@ class SessionService:
         fps = request.capture_fps or 30.0
         if not 1.0 <= fps <= 120.0:
             raise _error(Code.INVALID_ARGUMENT, f"capture_fps must be within 1..120, got {fps}")
+        validation.check_start(request, self._now(), self._spec.max_frames_per_batch)  # lengths, charsets, ranges
         try:
             server_public, salt, key = crypto.server_handshake(request.client_public_key)
         except crypto.BadPublicKey as exc:
@@ -169,7 +189,7 @@ class SessionService:
             video_id=request.video_id,
             variant_id=request.variant_id,
             viewer=ViewerInfo(viewer.viewer_id, demo.age_band, demo.gender, demo.region),
-            consent=ConsentInfo(consent.notice_version, from_timestamp(consent.consented_at), scopes),
+            consent=ConsentInfo(consent.notice_version, from_timestamp(consent.consented_at), scopes, allowed),
             capture_fps=fps,
             model=self._spec.model,
             started_at=now,
@@ -208,6 +228,10 @@ class SessionService:
 
     async def push_crops(self, request: session_pb2.PushCropsRequest, ctx: object = None) -> session_pb2.PushCropsResponse:
         live = await self._authorize(request.session_id, request.session_token)
+        if self._rate is not None:  # after the token check: nobody can drain another session's bucket
+            wait = self._rate.acquire(live.record.session_id)
+            if wait is not None:
+                raise rate_limited("for this session", wait, SESSION_SETTING, ctx)
         async with live.lock:  # one batch of a session at a time: order and idempotency
             # Checked under the lock: a batch queued behind EndSession must see it ended.
             self._check_open(live)
@@ -222,6 +246,8 @@ class SessionService:
     async def _authorize(self, session_id: str, token: str) -> LiveSession:
         if not session_id:
             raise _error(Code.INVALID_ARGUMENT, "session_id is required")
+        validation.check_id(session_id, "session_id")
+        validation.check_token(token)
         try:
             live = await self._sessions.get(session_id)
         except crypto.DecryptionFailed as exc:
@@ -301,12 +327,12 @@ class SessionService:
                 raise self._gone(sid) from exc
             self._metrics.db_write_errors.inc()
             log.error("session %s seq %d: storing the batch violated a constraint: %s", sid, seq, exc)
-            raise _error(Code.UNAVAILABLE, f"seq {seq}: could not store the batch, retry it") from exc
+            raise _error(Code.UNAVAILABLE, f"seq {seq}: could not store the batch; re-send the same batch after retry_after_ms={STORAGE_RETRY_AFTER_MS}") from exc
         except Exception as exc:
             # The exception may hold SQL and its parameters: logged here, never sent.
             self._metrics.db_write_errors.inc()
             log.error("session %s seq %d: storing the batch failed: %s", sid, seq, exc)
-            raise _error(Code.UNAVAILABLE, f"seq {seq}: could not store the batch, retry it") from exc
+            raise _error(Code.UNAVAILABLE, f"seq {seq}: could not store the batch; re-send the same batch after retry_after_ms={STORAGE_RETRY_AFTER_MS}") from exc
         if not stored:
             # A racing copy of this seq was stored first: a retry if the content is the same.
             previous = await self._io(self._store.get_batch, sid, seq)
@@ -316,6 +342,7 @@ class SessionService:
         live.smoothing = smoothing
         live.max_seq = seq if live.max_seq is None else max(live.max_seq, seq)
         live.frames_accepted += len(frames)
+        self._events.batch_stored(live.record, frames)
         with_face = sum(f.face_present for f in frames)
         self._frames_with_face.inc(with_face)
         self._frames_without_face.inc(len(frames) - with_face)
@@ -334,10 +361,15 @@ class SessionService:
                 f"seq {seq}: the batch holds {n} frames; at most {spec.max_frames_per_batch} are allowed",
             )
         frames = batch.frames
+        validation.check_batch(batch, seq)
         face_rows: list[int] = []
+        now = self._now()
         for i, f in enumerate(frames):
+            validation.check_frame(f, seq, i, now)
             if f.video_time_ms < 0:
                 raise _error(Code.INVALID_ARGUMENT, f"seq {seq} frame {i}: video_time_ms must be >= 0")
+            if f.HasField("captured_at") and not _valid_timestamp(f.captured_at):
+                raise _error(Code.INVALID_ARGUMENT, f"seq {seq} frame {i}: captured_at is not a valid timestamp")
             if f.face_present:
                 if len(f.crop) != spec.crop_bytes:
                     raise _error(
@@ -394,6 +426,7 @@ class SessionService:
     # --- EndSession ---------------------------------------------------------------------
 
     async def end_session(self, request: session_pb2.EndSessionRequest, ctx: object = None) -> session_pb2.EndSessionResponse:
+        validation.check_text(request.reason, "reason")
         live = await self._authorize(request.session_id, request.session_token)
         async with live.lock:  # let an in-flight batch finish first
             was_open = live.record.ended_at is None
@@ -406,7 +439,7 @@ class SessionService:
         self._sessions.forget(record.session_id)  # and its send slot
         if was_open:
             self._metrics.active_sessions.dec()
-        return session_pb2.EndSessionResponse(
+        response = session_pb2.EndSessionResponse(
             summary=session_pb2.SessionSummary(
                 session_id=record.session_id,
                 video_id=record.video_id,
@@ -422,3 +455,6 @@ class SessionService:
                 end_reason=record.end_reason,
             )
         )
+        if was_open:  # once per session: a repeated EndSession answers again, tells no one
+            self._events.session_ended(response.summary)
+        return response

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable, Sequence
 
 import grpc
 from connectrpc.code import Code
@@ -13,6 +13,7 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from affectline.auth.authenticator import Authorize
 from affectline.metrics import Metrics
 from affectline.serving.instrumented import InstrumentedService
 from affectline.serving.rpc_methods import RpcMethod, ServiceBinding, grpc_status
@@ -35,9 +36,30 @@ async def _abort_internal(method: RpcMethod, context: grpc.aio.ServicerContext) 
     await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
 
+async def _relay(method: RpcMethod, responses: Callable[[], AsyncIterator[Any]],
+                 context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    """Yields a streaming method's responses, turning its errors into gRPC statuses."""
+    try:
+        async for response in responses():
+            yield response
+    except ConnectError as exc:
+        await context.abort(grpc_status(exc.code), exc.message)
+    except Exception:
+        await _abort_internal(method, context)
+
+
 def _handler(method: RpcMethod, impl: Any) -> grpc.RpcMethodHandler:
     target = getattr(impl, method.attr)
     serialize = method.output.SerializeToString
+
+    if method.server_streaming and not method.client_streaming:
+
+        # Handlers must be async generator functions: grpc.aio picks its calling mode by that.
+        async def server_stream(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async for response in _relay(method, lambda: target(_parse(method, raw), context), context):
+                yield response
+
+        return grpc.unary_stream_rpc_method_handler(server_stream, response_serializer=serialize)
 
     if method.server_streaming:
 
@@ -46,13 +68,8 @@ def _handler(method: RpcMethod, impl: Any) -> grpc.RpcMethodHandler:
                 async for raw in request_iterator:
                     yield _parse(method, raw)
 
-            try:
-                async for response in target(requests(), context):
-                    yield response
-            except ConnectError as exc:
-                await context.abort(grpc_status(exc.code), exc.message)
-            except Exception:
-                await _abort_internal(method, context)
+            async for response in _relay(method, lambda: target(requests(), context), context):
+                yield response
 
         return grpc.stream_stream_rpc_method_handler(stream, response_serializer=serialize)
 
@@ -65,6 +82,39 @@ def _handler(method: RpcMethod, impl: Any) -> grpc.RpcMethodHandler:
             await _abort_internal(method, context)
 
     return grpc.unary_unary_rpc_method_handler(unary, response_serializer=serialize)
+
+
+def _refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
+    """A handler of the same streaming kind as `handler` that only answers code/message."""
+
+    async def refuse(_request: Any, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(code, message)
+
+    if handler.request_streaming:
+        make = grpc.stream_stream_rpc_method_handler if handler.response_streaming else grpc.stream_unary_rpc_method_handler
+    else:
+        make = grpc.unary_stream_rpc_method_handler if handler.response_streaming else grpc.unary_unary_rpc_method_handler
+    return make(refuse)
+
+
+class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
+    """Checks the `authorization` metadata of every call, to any service on the server, before
+    its handler runs (scopes.required_scope decides which calls need a key)."""
+
+    def __init__(self, authorize: Authorize) -> None:
+        self._authorize = authorize
+
+    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:  # unknown method: grpc answers UNIMPLEMENTED
+            return handler
+        service = details.method.lstrip("/").partition("/")[0]
+        authorization = next((v for k, v in details.invocation_metadata or () if k == "authorization"), None)
+        try:
+            await self._authorize(service, authorization if isinstance(authorization, str) else None)
+        except ConnectError as exc:
+            return _refusal(handler, grpc_status(exc.code), exc.message)
+        return handler
 
 
 @dataclass(frozen=True)
@@ -84,11 +134,15 @@ class GrpcServer:
         await self.server.stop(grace_s)
 
 
-def build_grpc_server(bindings: list[ServiceBinding], metrics: Metrics, address: str, *,
-                      max_receive_bytes: int = MAX_MESSAGE_BYTES) -> GrpcServer:
+def build_grpc_server(bindings: list[ServiceBinding], metrics: Metrics, address: str, *, authorize: Authorize,
+                      max_receive_bytes: int = MAX_MESSAGE_BYTES, credentials: grpc.ServerCredentials | None = None,
+                      interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> GrpcServer:
     """Builds (does not start) the server with our services, health and reflection. gRPC
-    itself refuses a request message over max_receive_bytes with RESOURCE_EXHAUSTED, unparsed."""
+    itself refuses a request message over max_receive_bytes with RESOURCE_EXHAUSTED, unparsed.
+    authorize checks each call's API key (auth/authenticator.py). credentials: TLS/mTLS
+    (tls.py), None for plaintext; interceptors (the per-API-key rate limit) run before the key check."""
     server = grpc.aio.server(
+        interceptors=[*interceptors, ApiKeyInterceptor(authorize)],
         options=[
             ("grpc.max_receive_message_length", max_receive_bytes),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -103,7 +157,10 @@ def build_grpc_server(bindings: list[ServiceBinding], metrics: Metrics, address:
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [b.name for b in bindings] + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
     reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port(address)
+    try:
+        port = server.add_secure_port(address, credentials) if credentials is not None else server.add_insecure_port(address)
+    except RuntimeError:  # grpc raises "Failed to bind to address" (e.g. the port is in use)
+        port = 0
     if port == 0:
-        raise OSError(f"could not bind the gRPC server to {address}")
+        raise OSError(f"could not bind the gRPC server to {address} (in use, or not an address of this host)")
     return GrpcServer(server, port, health_servicer, tuple(b.name for b in bindings))

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any, AsyncIterator
 
+from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 
 from affectline.metrics import Metrics
 from affectline.serving.rpc_methods import RpcMethod, ServiceBinding
+
+log = logging.getLogger(__name__)
+
+
+def _internal(method: RpcMethod, transport: str) -> ConnectError:
+    """An unexpected exception: logged here with its traceback, and answered on every transport
+    as INTERNAL "internal error" (connectrpc would send str(exc), which can hold SQL or paths)."""
+    log.exception("%s %s failed", transport, method.path)
+    return ConnectError(Code.INTERNAL, "internal error")
 
 
 class InstrumentedService:
@@ -50,6 +61,8 @@ class InstrumentedService:
             except ConnectError as exc:
                 code = exc.code.name
                 raise
+            except Exception as exc:
+                raise _internal(method, transport) from exc
             finally:
                 cls._record(metrics, method, transport, code, started, ok_duration)
 
@@ -72,6 +85,8 @@ class InstrumentedService:
             except (GeneratorExit, asyncio.CancelledError):
                 code = "CANCELLED"  # the client went away mid-stream
                 raise
+            except Exception as exc:
+                raise _internal(method, transport) from exc
             finally:
                 cls._record(metrics, method, transport, code, started, ok_duration)
 

@@ -33,6 +33,11 @@ def page_routes(store: TimelineStore, static_dir: Path = STATIC_DIR) -> list[Rou
         # Never cached: the page and its script change together with the server.
         return FileResponse(static_dir / "watch.html", headers={"cache-control": "no-store"})
 
+    async def dashboard(_: Request) -> Response:
+        # The analyst's dashboard (client_js/src/dashboard/): the page holds no data and no key;
+        # its calls carry the analyst's API key. Never cached, like the viewer page.
+        return FileResponse(static_dir / "dashboard.html", headers={"cache-control": "no-store"})
+
     async def video_json(request: Request) -> Response:
         v = await video_info(request.path_params["video_id"])
         if v is None:
@@ -49,6 +54,7 @@ def page_routes(store: TimelineStore, static_dir: Path = STATIC_DIR) -> list[Rou
 
     return [
         Route("/watch/{video_id}", watch),
+        Route("/dashboard", dashboard),
         Route("/api/videos/{video_id}", video_json),
         Route("/media/{video_id}", media),
     ]

@@ -17,6 +17,8 @@ class ConsentInfo:
     notice_version: str
     consented_at: datetime
     scopes: tuple[str, ...]
+    # Emotions the viewer allows to be stored and reported, in EMOTIONS order; () means all.
+    allowed_emotions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     REAL,
     BigInteger,
+    Double,
     Dialect,
     ForeignKeyConstraint,
     Index,
@@ -84,6 +85,8 @@ class Video(SQLModel, table=True):
     # The playable file (migration 0003); "" for videos known only from sessions.
     media_path: str = Field(default="", sa_type=Text, sa_column_kwargs={"server_default": ""})
     mime_type: str = Field(default="", sa_type=Text, sa_column_kwargs={"server_default": ""})
+    # Migration 0009. Days this campaign's sessions are kept; NULL: the global AFFECTLINE_RETENTION_DAYS.
+    retention_days: int | None = Field(default=None, nullable=True)
 
 
 class Variant(SQLModel, table=True):
@@ -137,6 +140,11 @@ class ViewingSession(SQLModel, table=True):
     end_reason: str = ""
     token_sha256: bytes = Field(sa_type=LargeBinary)
     wrapped_key: bytes = Field(sa_type=LargeBinary)
+    # Migration 0007. JSON list of the emotions the viewer allows; "" means all seven.
+    allowed_emotions: str = Field(default="", sa_type=Text, sa_column_kwargs={"server_default": ""})
+    # Migration 0007. Where pass assignment stands after the frames rolled up so far (JSON,
+    # storage/rollup_state.py); NULL until the first rollup, and then rebuilt from the frames.
+    rollup_state: str | None = Field(default=None, sa_type=Text, nullable=True)
 
 
 class CropBatchLog(SQLModel, table=True):
@@ -208,7 +216,98 @@ class FrameRow(SQLModel, table=True):
     s_neutral: float | None = _prob()
 
 
+def _sum() -> Any:
+    # Sums of many float32 values: double precision keeps them exact enough to recombine.
+    return Field(default=0.0, sa_type=Double)
+
+
+class SecondRollupRow(SQLModel, table=True):
+    """Sums and counts of one session's frames in one video second and pass (migration 0007).
+
+    Columns map one to one onto analytics.rollup.SecondRollup; written at ingest in the
+    frames' transaction, deleted with the session.
+    """
+
+    __tablename__ = "rollups"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["session_id"], ["sessions.session_id"], name="fk_rollups_session", ondelete="CASCADE"
+        ),
+    )
+
+    session_id: str = Field(primary_key=True)
+    second: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False})
+    pass_index: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    frames: int = 0
+    frames_with_face: int = 0
+    attentive: int = 0
+    pose_known: int = 0
+    angry_sum: float = _sum()
+    angry_frames: int = 0
+    disgust_sum: float = _sum()
+    disgust_frames: int = 0
+    fear_sum: float = _sum()
+    fear_frames: int = 0
+    happy_sum: float = _sum()
+    happy_frames: int = 0
+    sad_sum: float = _sum()
+    sad_frames: int = 0
+    surprise_sum: float = _sum()
+    surprise_frames: int = 0
+    neutral_sum: float = _sum()
+    neutral_frames: int = 0
+    confidence_sum: float = _sum()
+    confidence_frames: int = 0
+    valence_sum: float = _sum()
+    valence_frames: int = 0
+    expressiveness_sum: float = _sum()
+    expressiveness_frames: int = 0
+    engagement_sum: float = _sum()
+    engagement_frames: int = 0
+    sentiment_sum: float = _sum()
+    sentiment_frames: int = 0
+
+
+# The rollups columns after the key, in table order: what storage/rollup_rows.py reads and writes.
+ROLLUP_VALUE_COLUMNS: tuple[str, ...] = tuple(
+    name for name in SecondRollupRow.model_fields if name not in ("session_id", "second", "pass_index")
+)
+
+class Webhook(SQLModel, table=True):
+    """A partner endpoint that receives a campaign's events (migration 0008; webhooks/)."""
+
+    __tablename__ = "webhooks"
+    __table_args__ = (Index("ix_webhooks_video", "video_id"),)
+
+    webhook_id: str = Field(primary_key=True)
+    video_id: str
+    url: str = Field(sa_type=Text)
+    events: str = Field(sa_type=Text)  # JSON list of event names
+    description: str = Field(default="", sa_type=Text)
+    # The HMAC signing secret, wrapped with the key-encryption key like session keys: the
+    # server must read it back to sign, and the database alone must not reveal it.
+    wrapped_secret: bytes = Field(sa_type=LargeBinary)
+    created_at: datetime = _ts()
+
+
 # Probability columns in records.EMOTIONS order.
 PROB_COLUMNS: tuple[str, ...] = tuple(f"p_{emotion}" for emotion in EMOTIONS)
 SMOOTHED_COLUMNS: tuple[str, ...] = tuple(f"s_{emotion}" for emotion in EMOTIONS)
 assert all(name in FrameRow.model_fields for name in PROB_COLUMNS + SMOOTHED_COLUMNS)
+
+
+class ApiKey(SQLModel, table=True):
+    """An API key of an analyst or partner system (migration 0006). The id is public (it is part
+    of the key); of the secret only its SHA-256 is kept, so a copy of the table opens nothing."""
+
+    __tablename__ = "api_keys"
+
+    key_id: str = Field(primary_key=True)
+    name: str
+    secret_sha256: bytes = Field(sa_type=LargeBinary)
+    scopes: str = Field(sa_type=Text)  # JSON list of scope names
+    created_at: datetime = _ts()
+    expires_at: datetime | None = _ts(nullable=True, default=None)
+    revoked_at: datetime | None = _ts(nullable=True, default=None)
+    # Written at most once a minute per key and server (auth/authenticator.py).
+    last_used_at: datetime | None = _ts(nullable=True, default=None)

@@ -29,6 +29,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
+from affectline.analytics.definitions import frame_arrays
+from affectline.analytics.rollup import SeekState, rollup_group, rollup_session
+from affectline.storage import rollup_ingest
 from affectline.storage.database import make_engine, upgrade
 from affectline.storage.records import (
     EMOTIONS,
@@ -45,6 +48,7 @@ from affectline.storage.tables import (
     SMOOTHED_COLUMNS,
     CropBatchLog,
     FrameRow,
+    SecondRollupRow,
     Variant,
     Video,
     Viewer,
@@ -59,11 +63,16 @@ _viewers = cast(Table, Viewer.__table__)  # type: ignore[attr-defined]
 _sessions = cast(Table, ViewingSession.__table__)  # type: ignore[attr-defined]
 _batches = cast(Table, CropBatchLog.__table__)  # type: ignore[attr-defined]
 _frames = cast(Table, FrameRow.__table__)  # type: ignore[attr-defined]
+_rollups = cast(Table, SecondRollupRow.__table__)  # type: ignore[attr-defined]
 
 # Every frames column but the generated id, in table order (the COPY and INSERT column list).
 _FRAME_COLUMNS: tuple[str, ...] = tuple(c.name for c in _frames.columns if c.name != "id")
 _COPY_FRAMES = f"COPY frames ({', '.join(_FRAME_COLUMNS)}) FROM STDIN"
 _CAPTURED_AT = _FRAME_COLUMNS.index("captured_at")
+# Where each emotion's raw and smoothed probability sit in a frames row (opt-outs blank them).
+_EMOTION_SLOTS: tuple[tuple[int, int], ...] = tuple(
+    (_FRAME_COLUMNS.index(p), _FRAME_COLUMNS.index(s)) for p, s in zip(PROB_COLUMNS, SMOOTHED_COLUMNS)
+)
 # The hot path on SQLite (every accepted crop batch) as plain SQL: building, compiling and
 # binding Core statements per batch cost more Python time than SQLite's own work.
 # The consent scope without which no demographics are stored.
@@ -88,23 +97,26 @@ class TooManyOpenSessions(Exception):
 
 
 @contextmanager
-def open_store(url: str, *, migrate: bool = False) -> Iterator[TimelineStore]:
+def open_store(url: str, *, migrate: bool = False, rollups: bool = True) -> Iterator[TimelineStore]:
     """A store on an engine of its own, disposed on exit: for commands and tools, not the server."""
     engine = make_engine(url)
     try:
         if migrate:
             upgrade(engine)
-        yield TimelineStore(engine)
+        yield TimelineStore(engine, rollups=rollups)
     finally:
         engine.dispose()
 
 
 class TimelineStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, rollups: bool = True) -> None:
+        """`rollups`: keep the per session-second rollups current as batches land (AFFECTLINE_ROLLUPS)."""
         if engine.dialect.name not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported database dialect {engine.dialect.name!r}")
         self._engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
+        self.rollups = rollups
+        self.engine = engine  # for the read-only stores built on the same engine (rollup_store)
         # The timestamp columns' own conversion (UTC check, SQLite's text format), applied by
         # hand where the plain-SQL path bypasses Core.
         bind = UTCDateTime().bind_processor(engine.dialect)
@@ -197,6 +209,11 @@ class TimelineStore:
                     end_reason=record.end_reason,
                     token_sha256=record.token_sha256,
                     wrapped_key=record.wrapped_key,
+                    # Only when restricted: the column's default "" means all seven.
+                    **({"allowed_emotions": allowed} if (allowed := _allowed_text(record.consent.allowed_emotions)) else {}),
+                    # With rollups on, a new session starts from an empty seek state, so even its
+                    # first batch rolls up incrementally (NULL would mean "recompute from frames").
+                    **({"rollup_state": rollup_ingest.encode_state(SeekState(), -1)} if self.rollups else {}),
                 )
             )
 
@@ -278,18 +295,92 @@ class TimelineStore:
             (session_id, batch, [_frame_values(session_id, batch.seq, frame) for frame in batch.frames])
             for session_id, batch in items
         ]
+        session_ids = sorted({session_id for session_id, _ in items})
         claimed_all: list[bool] = []
         frame_rows: list[tuple[Any, ...]] = []
         with self._engine.begin() as conn:
+            # PostgreSQL: lock the sessions first, in id order, so concurrent groups with the same
+            # session roll up one after the other. SQLite: read after the first write, which
+            # holds the database's write lock (a read first could not upgrade under WAL).
+            sessions = None if self._sqlite else self._ingest_state(conn, session_ids)
             accepted_at = _now()
             for session_id, batch, rows in prepared:
                 claimed = self._claim_batch(conn, session_id, batch, len(rows), accepted_at)
                 claimed_all.append(claimed)
                 if claimed:
                     frame_rows.extend(rows)
+            if sessions is None:
+                sessions = self._ingest_state(conn, session_ids)
             if frame_rows:
-                self._write_frames(conn, frame_rows)
+                self._write_frames(conn, _withhold(frame_rows, sessions))
+            if self.rollups:
+                new = [(sid, batch) for (sid, batch, _), ok in zip(prepared, claimed_all) if ok]
+                self._roll_up(conn, new, sessions)
         return claimed_all
+
+    def _ingest_state(self, conn: Connection, session_ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+        """session id -> (allowed emotions or None, rollup_state text or None)."""
+        query = select(_sessions.c.session_id, _sessions.c.allowed_emotions, _sessions.c.rollup_state).where(
+            _sessions.c.session_id.in_(session_ids)).order_by(_sessions.c.session_id)
+        if not self._sqlite and self.rollups:
+            query = query.with_for_update(key_share=True)  # FOR NO KEY UPDATE: no conflict with FK checks
+        return {r.session_id: (rollup_ingest.parse_allowed(r.allowed_emotions), r.rollup_state)
+                for r in conn.execute(query)}
+
+    def _roll_up(self, conn: Connection, new: Sequence[tuple[str, BatchRecord]],
+                 sessions: Mapping[str, tuple[Any, ...]]) -> None:
+        """Adds the new batches' frames to the rollups and advances each session's seek state."""
+        by_session: dict[str, list[BatchRecord]] = {}
+        for session_id, batch in new:
+            by_session.setdefault(session_id, []).append(batch)
+        rows: list[Any] = []
+        states: list[tuple[str, str]] = []
+        incremental: list[tuple[str, Any, Any, Any]] = []
+        last_seqs: list[int] = []
+        for session_id, batches in by_session.items():
+            allowed, state_text = sessions.get(session_id, (None, None))
+            resumed = rollup_ingest.decode_state(state_text) if state_text else None
+            if resumed is None or min(b.seq for b in batches) <= resumed[1]:
+                # First rollup of the session, or a batch arriving after a later one: the
+                # pass assignment depends on (seq, index) order, so roll the session up anew.
+                session_rows, state, last_seq = self._roll_up_from_frames(conn, session_id, allowed)
+                rows += session_rows
+                states.append((session_id, rollup_ingest.encode_state(state, last_seq)))
+            else:
+                frames = [f for b in batches for f in b.frames]
+                incremental.append((session_id, frame_arrays(frames), allowed, resumed[0]))
+                last_seqs.append(max(b.seq for b in batches))
+        # The usual case: every session's new frames rolled up together, in one numpy pass.
+        group_rows, group_states = rollup_group(incremental)
+        rows += group_rows
+        states += [(item[0], rollup_ingest.encode_state(state, last_seq))
+                   for item, state, last_seq in zip(incremental, group_states, last_seqs)]
+        rollup_ingest.write_rollups(conn, rows, states, self._sqlite)
+
+    def _roll_up_from_frames(self, conn: Connection, session_id: str, allowed: tuple[str, ...] | None) -> tuple[Any, ...]:
+        rollup_ingest.delete_rollups(conn, _rollups, session_id)
+        arrays, last_seq = rollup_ingest.session_frame_arrays(conn, _frames, session_id)
+        rows, state = rollup_session(session_id, arrays, allowed=allowed)
+        return rows, state, -1 if last_seq is None else last_seq
+
+    def rebuild_rollups(self, session_id: str) -> int:
+        """Recomputes one session's rollups and seek state from its frames; returns the rows written."""
+        with self._engine.begin() as conn:
+            sessions = self._ingest_state(conn, [session_id])
+            if session_id not in sessions:
+                return 0
+            rows, state, last_seq = self._roll_up_from_frames(conn, session_id, sessions[session_id][0])
+            rollup_ingest.write_rollups(conn, rows, [(session_id, rollup_ingest.encode_state(state, last_seq))],
+                                        self._sqlite)
+        return len(rows)
+
+    def session_ids(self, video_id: str | None = None) -> list[str]:
+        """Every session id (of one video), in id order."""
+        query = select(_sessions.c.session_id).order_by(_sessions.c.session_id)
+        if video_id is not None:
+            query = query.where(_sessions.c.video_id == video_id)
+        with self._engine.connect() as conn:
+            return list(conn.execute(query).scalars())
 
     def _claim_batch(self, conn: Connection, session_id: str, batch: BatchRecord, frames: int,
                      accepted_at: datetime) -> bool:
@@ -519,6 +610,21 @@ class TimelineStore:
             # Same exception types as the Core path (e.g. sqlalchemy.exc.IntegrityError).
             raise DBAPIError.instance(_COPY_FRAMES, None, exc, psycopg.Error) from exc
 
+    def delete_session(self, session_id: str) -> bool:
+        """Deletes one session with everything stored for it (batches, frames, rollups, by ON
+        DELETE CASCADE), and its viewer when no other session of that viewer is left: what an
+        analysis that failed after a partial store must leave behind, nothing. Returns False
+        for an unknown session."""
+        with self._engine.begin() as conn:
+            viewer_id = conn.execute(
+                select(_sessions.c.viewer_id).where(_sessions.c.session_id == session_id)).scalar_one_or_none()
+            if viewer_id is None:
+                return False
+            conn.execute(delete(_sessions).where(_sessions.c.session_id == session_id))
+            others = select(_sessions.c.session_id).where(_sessions.c.viewer_id == viewer_id).exists()
+            conn.execute(delete(_viewers).where(_viewers.c.viewer_id == viewer_id, ~others))
+        return True
+
 
 # -------------------------------------------------------------------- row <-> record
 
@@ -530,6 +636,36 @@ def _now() -> datetime:
 def _opt_float(value: float | None) -> float | None:
     # float() also turns numpy scalars from the model into values every driver can bind.
     return None if value is None else float(value)
+
+
+def _allowed_text(allowed: Sequence[str]) -> str:
+    """sessions.allowed_emotions: "" for all seven, else a JSON list in EMOTIONS order."""
+    unknown = set(allowed) - set(EMOTIONS)
+    if unknown:
+        raise ValueError(f"unknown emotions: {sorted(unknown)}")
+    if not allowed or set(allowed) == set(EMOTIONS):
+        return ""
+    return json.dumps([e for e in EMOTIONS if e in set(allowed)])
+
+
+def _withhold(rows: list[tuple[Any, ...]], sessions: Mapping[str, tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Frames rows with each withheld emotion's raw and smoothed probability set to NULL."""
+    blank: dict[str, tuple[int, ...]] = {}
+    for session_id, (allowed, _) in sessions.items():
+        if allowed is not None:
+            blank[session_id] = tuple(i for e, slots in zip(EMOTIONS, _EMOTION_SLOTS) if e not in allowed for i in slots)
+    if not blank:
+        return rows
+    out = []
+    for row in rows:
+        slots = blank.get(row[0])
+        if slots:
+            values = list(row)
+            for i in slots:
+                values[i] = None
+            row = tuple(values)
+        out.append(row)
+    return out
 
 
 def _frame_values(session_id: str, seq: int, frame: FrameRecord) -> tuple[Any, ...]:
@@ -578,12 +714,17 @@ def _frame_record(row: Row[Any]) -> FrameRecord:
         video_time_ms=int(m["video_time_ms"]),
         captured_at=m["captured_at"],
         face_present=bool(m["face_present"]),
-        probs=tuple(float(m[c]) for c in PROB_COLUMNS) if m["face_present"] else None,
+        probs=_probs(m, PROB_COLUMNS) if m["face_present"] else None,
         head_yaw_deg=m["head_yaw_deg"],
         head_pitch_deg=m["head_pitch_deg"],
         face_box_size=m["face_box_size"],
-        smoothed=tuple(float(m[c]) for c in SMOOTHED_COLUMNS) if m["s_angry"] is not None else None,
+        smoothed=_probs(m, SMOOTHED_COLUMNS) if any(m[c] is not None for c in SMOOTHED_COLUMNS) else None,
     )
+
+
+def _probs(m: Mapping[str, Any], columns: Sequence[str]) -> tuple[float, ...]:
+    # NaN: an emotion the viewer withheld (stored as NULL).
+    return tuple(float("nan") if m[c] is None else float(m[c]) for c in columns)
 
 
 def _session_record(row: Row[Any]) -> SessionRecord:
@@ -599,6 +740,7 @@ def _session_record(row: Row[Any]) -> SessionRecord:
             notice_version=m["consent_notice_version"],
             consented_at=m["consent_at"],
             scopes=tuple(json.loads(m["consent_scopes"])),
+            allowed_emotions=rollup_ingest.parse_allowed(m["allowed_emotions"]) or (),
         ),
         capture_fps=float(m["capture_fps"]),
         model=m["model"],
@@ -624,4 +766,5 @@ def _mean_probs(row: Row[Any]) -> tuple[float, ...] | None:
     m: Mapping[str, Any] = row._mapping
     if not m["with_face"]:
         return None
-    return tuple(float(m[f"mean_{col}"]) for col in PROB_COLUMNS)
+    # NaN: an emotion the viewer withheld (no stored values to average).
+    return tuple(float("nan") if m[f"mean_{col}"] is None else float(m[f"mean_{col}"]) for col in PROB_COLUMNS)

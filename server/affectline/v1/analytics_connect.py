@@ -21,10 +21,10 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from .analytics_pb2 import GetSessionTimelineRequest, GetSessionTimelineResponse, GetVideoTimelineRequest, GetVideoTimelineResponse
+from .analytics_pb2 import CompareVariantsRequest, CompareVariantsResponse, ExportChunk, ExportRequest, GetKeyMomentsRequest, GetKeyMomentsResponse, GetNormsRequest, GetNormsResponse, GetSegmentsRequest, GetSegmentsResponse, GetSessionTimelineRequest, GetSessionTimelineResponse, GetVideoCurvesRequest, GetVideoCurvesResponse, GetVideoTimelineRequest, GetVideoTimelineResponse, ListCampaignsRequest, ListCampaignsResponse
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Iterable, Mapping
+    from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
 
     from connectrpc.codec import Codec
     from connectrpc.compression import Compression
@@ -46,6 +46,49 @@ class AnalyticsService(Protocol):
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     async def get_video_timeline(self, request: GetVideoTimelineRequest, ctx: RequestContext[GetVideoTimelineRequest, GetVideoTimelineResponse], /) -> GetVideoTimelineResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def get_video_curves(self, request: GetVideoCurvesRequest, ctx: RequestContext[GetVideoCurvesRequest, GetVideoCurvesResponse], /) -> GetVideoCurvesResponse:
+        """
+        Per-second mean and 95 % CI of every metric across viewers (docs/metrics.md).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def get_key_moments(self, request: GetKeyMomentsRequest, ctx: RequestContext[GetKeyMomentsRequest, GetKeyMomentsResponse], /) -> GetKeyMomentsResponse:
+        """
+        Peaks and drops of the emotion and engagement curves.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def compare_variants(self, request: CompareVariantsRequest, ctx: RequestContext[CompareVariantsRequest, CompareVariantsResponse], /) -> CompareVariantsResponse:
+        """
+        A/B statistics of two variants on per-viewer summaries, and their curve difference.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def get_segments(self, request: GetSegmentsRequest, ctx: RequestContext[GetSegmentsRequest, GetSegmentsResponse], /) -> GetSegmentsResponse:
+        """
+        Curves split by a demographic field (or variant); small segments suppressed.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def get_norms(self, request: GetNormsRequest, ctx: RequestContext[GetNormsRequest, GetNormsResponse], /) -> GetNormsResponse:
+        """
+        A video's headline scores as percentiles among the other videos.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def list_campaigns(self, request: ListCampaignsRequest, ctx: RequestContext[ListCampaignsRequest, ListCampaignsResponse], /) -> ListCampaignsResponse:
+        """
+        Every video with its variants, viewers, last session and headline scores.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def export_analytics(self, request: ExportRequest, ctx: RequestContext[ExportRequest, ExportChunk], /) -> AsyncIterator[ExportChunk]:
+        """
+        One video's session timelines, per-second curves or per-viewer summaries as a CSV or
+        Parquet file, streamed in chunks (server streaming: gRPC, gRPC-web and Connect, not JSON-RPC).
+        """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
 
@@ -83,6 +126,83 @@ class AnalyticsServiceASGIApplication(ConnectASGIApplication[AnalyticsService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.get_video_timeline,
+                ),
+                "/affectline.v1.AnalyticsService/GetVideoCurves": Endpoint.unary(
+                    method=MethodInfo(
+                        name="GetVideoCurves",
+                        service_name="affectline.v1.AnalyticsService",
+                        input=GetVideoCurvesRequest,
+                        output=GetVideoCurvesResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.get_video_curves,
+                ),
+                "/affectline.v1.AnalyticsService/GetKeyMoments": Endpoint.unary(
+                    method=MethodInfo(
+                        name="GetKeyMoments",
+                        service_name="affectline.v1.AnalyticsService",
+                        input=GetKeyMomentsRequest,
+                        output=GetKeyMomentsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.get_key_moments,
+                ),
+                "/affectline.v1.AnalyticsService/CompareVariants": Endpoint.unary(
+                    method=MethodInfo(
+                        name="CompareVariants",
+                        service_name="affectline.v1.AnalyticsService",
+                        input=CompareVariantsRequest,
+                        output=CompareVariantsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.compare_variants,
+                ),
+                "/affectline.v1.AnalyticsService/GetSegments": Endpoint.unary(
+                    method=MethodInfo(
+                        name="GetSegments",
+                        service_name="affectline.v1.AnalyticsService",
+                        input=GetSegmentsRequest,
+                        output=GetSegmentsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.get_segments,
+                ),
+                "/affectline.v1.AnalyticsService/GetNorms": Endpoint.unary(
+                    method=MethodInfo(
+                        name="GetNorms",
+                        service_name="affectline.v1.AnalyticsService",
+                        input=GetNormsRequest,
+                        output=GetNormsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.get_norms,
+                ),
+                "/affectline.v1.AnalyticsService/ListCampaigns": Endpoint.unary(
+                    method=MethodInfo(
+                        name="ListCampaigns",
+                        service_name="affectline.v1.AnalyticsService",
+                        input=ListCampaignsRequest,
+                        output=ListCampaignsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.list_campaigns,
+                ),
+                "/affectline.v1.AnalyticsService/ExportAnalytics": Endpoint.server_stream(
+                    method=MethodInfo(
+                        name="ExportAnalytics",
+                        service_name="affectline.v1.AnalyticsService",
+                        input=ExportRequest,
+                        output=ExportChunk,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.SERVER_STREAM,
+                    ),
+                    function=svc.export_analytics,
                 ),
             },
             interceptors=interceptors,
@@ -166,6 +286,168 @@ class AnalyticsServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def get_video_curves(
+        self,
+        request: GetVideoCurvesRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> GetVideoCurvesResponse:
+        """
+        Per-second mean and 95 % CI of every metric across viewers (docs/metrics.md).
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetVideoCurves",
+                service_name="affectline.v1.AnalyticsService",
+                input=GetVideoCurvesRequest,
+                output=GetVideoCurvesResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def get_key_moments(
+        self,
+        request: GetKeyMomentsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> GetKeyMomentsResponse:
+        """
+        Peaks and drops of the emotion and engagement curves.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetKeyMoments",
+                service_name="affectline.v1.AnalyticsService",
+                input=GetKeyMomentsRequest,
+                output=GetKeyMomentsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def compare_variants(
+        self,
+        request: CompareVariantsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> CompareVariantsResponse:
+        """
+        A/B statistics of two variants on per-viewer summaries, and their curve difference.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="CompareVariants",
+                service_name="affectline.v1.AnalyticsService",
+                input=CompareVariantsRequest,
+                output=CompareVariantsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def get_segments(
+        self,
+        request: GetSegmentsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> GetSegmentsResponse:
+        """
+        Curves split by a demographic field (or variant); small segments suppressed.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetSegments",
+                service_name="affectline.v1.AnalyticsService",
+                input=GetSegmentsRequest,
+                output=GetSegmentsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def get_norms(
+        self,
+        request: GetNormsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> GetNormsResponse:
+        """
+        A video's headline scores as percentiles among the other videos.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetNorms",
+                service_name="affectline.v1.AnalyticsService",
+                input=GetNormsRequest,
+                output=GetNormsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def list_campaigns(
+        self,
+        request: ListCampaignsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ListCampaignsResponse:
+        """
+        Every video with its variants, viewers, last session and headline scores.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListCampaigns",
+                service_name="affectline.v1.AnalyticsService",
+                input=ListCampaignsRequest,
+                output=ListCampaignsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def export_analytics(
+        self,
+        request: ExportRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> AsyncIterator[ExportChunk]:
+        """
+        One video's session timelines, per-second curves or per-viewer summaries as a CSV or
+        Parquet file, streamed in chunks (server streaming: gRPC, gRPC-web and Connect, not JSON-RPC).
+        """
+        return self.execute_server_stream(
+            request=request,
+            method=MethodInfo(
+                name="ExportAnalytics",
+                service_name="affectline.v1.AnalyticsService",
+                input=ExportRequest,
+                output=ExportChunk,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.SERVER_STREAM,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class AnalyticsServiceSync(Protocol):
     """
@@ -176,6 +458,49 @@ class AnalyticsServiceSync(Protocol):
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     def get_video_timeline(self, request: GetVideoTimelineRequest, ctx: RequestContext[GetVideoTimelineRequest, GetVideoTimelineResponse], /) -> GetVideoTimelineResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def get_video_curves(self, request: GetVideoCurvesRequest, ctx: RequestContext[GetVideoCurvesRequest, GetVideoCurvesResponse], /) -> GetVideoCurvesResponse:
+        """
+        Per-second mean and 95 % CI of every metric across viewers (docs/metrics.md).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def get_key_moments(self, request: GetKeyMomentsRequest, ctx: RequestContext[GetKeyMomentsRequest, GetKeyMomentsResponse], /) -> GetKeyMomentsResponse:
+        """
+        Peaks and drops of the emotion and engagement curves.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def compare_variants(self, request: CompareVariantsRequest, ctx: RequestContext[CompareVariantsRequest, CompareVariantsResponse], /) -> CompareVariantsResponse:
+        """
+        A/B statistics of two variants on per-viewer summaries, and their curve difference.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def get_segments(self, request: GetSegmentsRequest, ctx: RequestContext[GetSegmentsRequest, GetSegmentsResponse], /) -> GetSegmentsResponse:
+        """
+        Curves split by a demographic field (or variant); small segments suppressed.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def get_norms(self, request: GetNormsRequest, ctx: RequestContext[GetNormsRequest, GetNormsResponse], /) -> GetNormsResponse:
+        """
+        A video's headline scores as percentiles among the other videos.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def list_campaigns(self, request: ListCampaignsRequest, ctx: RequestContext[ListCampaignsRequest, ListCampaignsResponse], /) -> ListCampaignsResponse:
+        """
+        Every video with its variants, viewers, last session and headline scores.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def export_analytics(self, request: ExportRequest, ctx: RequestContext[ExportRequest, ExportChunk], /) -> Iterator[ExportChunk]:
+        """
+        One video's session timelines, per-second curves or per-viewer summaries as a CSV or
+        Parquet file, streamed in chunks (server streaming: gRPC, gRPC-web and Connect, not JSON-RPC).
+        """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
 
@@ -211,6 +536,83 @@ class AnalyticsServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.get_video_timeline,
+                ),
+                "/affectline.v1.AnalyticsService/GetVideoCurves": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="GetVideoCurves",
+                        service_name="affectline.v1.AnalyticsService",
+                        input=GetVideoCurvesRequest,
+                        output=GetVideoCurvesResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.get_video_curves,
+                ),
+                "/affectline.v1.AnalyticsService/GetKeyMoments": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="GetKeyMoments",
+                        service_name="affectline.v1.AnalyticsService",
+                        input=GetKeyMomentsRequest,
+                        output=GetKeyMomentsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.get_key_moments,
+                ),
+                "/affectline.v1.AnalyticsService/CompareVariants": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="CompareVariants",
+                        service_name="affectline.v1.AnalyticsService",
+                        input=CompareVariantsRequest,
+                        output=CompareVariantsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.compare_variants,
+                ),
+                "/affectline.v1.AnalyticsService/GetSegments": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="GetSegments",
+                        service_name="affectline.v1.AnalyticsService",
+                        input=GetSegmentsRequest,
+                        output=GetSegmentsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.get_segments,
+                ),
+                "/affectline.v1.AnalyticsService/GetNorms": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="GetNorms",
+                        service_name="affectline.v1.AnalyticsService",
+                        input=GetNormsRequest,
+                        output=GetNormsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.get_norms,
+                ),
+                "/affectline.v1.AnalyticsService/ListCampaigns": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="ListCampaigns",
+                        service_name="affectline.v1.AnalyticsService",
+                        input=ListCampaignsRequest,
+                        output=ListCampaignsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.list_campaigns,
+                ),
+                "/affectline.v1.AnalyticsService/ExportAnalytics": EndpointSync.server_stream(
+                    method=MethodInfo(
+                        name="ExportAnalytics",
+                        service_name="affectline.v1.AnalyticsService",
+                        input=ExportRequest,
+                        output=ExportChunk,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.SERVER_STREAM,
+                    ),
+                    function=service.export_analytics,
                 ),
             },
             interceptors=interceptors,
@@ -290,6 +692,168 @@ class AnalyticsServiceClientSync(ConnectClientSync):
                 output=GetVideoTimelineResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def get_video_curves(
+        self,
+        request: GetVideoCurvesRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> GetVideoCurvesResponse:
+        """
+        Per-second mean and 95 % CI of every metric across viewers (docs/metrics.md).
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetVideoCurves",
+                service_name="affectline.v1.AnalyticsService",
+                input=GetVideoCurvesRequest,
+                output=GetVideoCurvesResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def get_key_moments(
+        self,
+        request: GetKeyMomentsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> GetKeyMomentsResponse:
+        """
+        Peaks and drops of the emotion and engagement curves.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetKeyMoments",
+                service_name="affectline.v1.AnalyticsService",
+                input=GetKeyMomentsRequest,
+                output=GetKeyMomentsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def compare_variants(
+        self,
+        request: CompareVariantsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> CompareVariantsResponse:
+        """
+        A/B statistics of two variants on per-viewer summaries, and their curve difference.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="CompareVariants",
+                service_name="affectline.v1.AnalyticsService",
+                input=CompareVariantsRequest,
+                output=CompareVariantsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def get_segments(
+        self,
+        request: GetSegmentsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> GetSegmentsResponse:
+        """
+        Curves split by a demographic field (or variant); small segments suppressed.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetSegments",
+                service_name="affectline.v1.AnalyticsService",
+                input=GetSegmentsRequest,
+                output=GetSegmentsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def get_norms(
+        self,
+        request: GetNormsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> GetNormsResponse:
+        """
+        A video's headline scores as percentiles among the other videos.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetNorms",
+                service_name="affectline.v1.AnalyticsService",
+                input=GetNormsRequest,
+                output=GetNormsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def list_campaigns(
+        self,
+        request: ListCampaignsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ListCampaignsResponse:
+        """
+        Every video with its variants, viewers, last session and headline scores.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListCampaigns",
+                service_name="affectline.v1.AnalyticsService",
+                input=ListCampaignsRequest,
+                output=ListCampaignsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def export_analytics(
+        self,
+        request: ExportRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> Iterator[ExportChunk]:
+        """
+        One video's session timelines, per-second curves or per-viewer summaries as a CSV or
+        Parquet file, streamed in chunks (server streaming: gRPC, gRPC-web and Connect, not JSON-RPC).
+        """
+        return self.execute_server_stream(
+            request=request,
+            method=MethodInfo(
+                name="ExportAnalytics",
+                service_name="affectline.v1.AnalyticsService",
+                input=ExportRequest,
+                output=ExportChunk,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.SERVER_STREAM,
             ),
             headers=headers,
             timeout_ms=timeout_ms,

@@ -23,27 +23,86 @@ _sym_db = _symbol_database.Default()
 
 
 from affectline.v1 import common_pb2 as affectline_dot_v1_dot_common__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61\x66\x66\x65\x63tline/v1/analytics.proto\x12\raffectline.v1\x1a\x1a\x61\x66\x66\x65\x63tline/v1/common.proto\"V\n\x19GetSessionTimelineRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"\xd8\x02\n\rTimelineFrame\x12\x15\n\rvideo_time_ms\x18\x01 \x01(\x03\x12\x14\n\x0c\x66\x61\x63\x65_present\x18\x02 \x01(\x08\x12,\n\x06scores\x18\x03 \x01(\x0b\x32\x1c.affectline.v1.EmotionScores\x12+\n\x0btop_emotion\x18\x04 \x01(\x0e\x32\x16.affectline.v1.Emotion\x12\x19\n\x0chead_yaw_deg\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12\x1b\n\x0ehead_pitch_deg\x18\x06 \x01(\x02H\x01\x88\x01\x01\x12\x1a\n\rface_box_size\x18\x07 \x01(\x02H\x02\x88\x01\x01\x12\x35\n\x0fsmoothed_scores\x18\x08 \x01(\x0b\x32\x1c.affectline.v1.EmotionScoresB\x0f\n\r_head_yaw_degB\x11\n\x0f_head_pitch_degB\x10\n\x0e_face_box_size\"\x9d\x01\n\x1aGetSessionTimelineResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x12\n\nvariant_id\x18\x03 \x01(\t\x12,\n\x06\x66rames\x18\x04 \x03(\x0b\x32\x1c.affectline.v1.TimelineFrame\x12\x17\n\x0fnext_page_token\x18\x05 \x01(\t\"R\n\x17GetVideoTimelineRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\nvariant_id\x18\x02 \x01(\t\x12\x11\n\tbucket_ms\x18\x03 \x01(\r\"\x90\x01\n\x0eTimelineBucket\x12\x10\n\x08start_ms\x18\x01 \x01(\x03\x12\x31\n\x0bmean_scores\x18\x02 \x01(\x0b\x32\x1c.affectline.v1.EmotionScores\x12\x0f\n\x07viewers\x18\x03 \x01(\r\x12\x0e\n\x06\x66rames\x18\x04 \x01(\r\x12\x18\n\x10\x66rames_with_face\x18\x05 \x01(\r\"\x95\x01\n\x18GetVideoTimelineResponse\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\nvariant_id\x18\x02 \x01(\t\x12\x11\n\tbucket_ms\x18\x03 \x01(\r\x12\x10\n\x08sessions\x18\x04 \x01(\r\x12.\n\x07\x62uckets\x18\x05 \x03(\x0b\x32\x1d.affectline.v1.TimelineBucket2\xe2\x01\n\x10\x41nalyticsService\x12i\n\x12GetSessionTimeline\x12(.affectline.v1.GetSessionTimelineRequest\x1a).affectline.v1.GetSessionTimelineResponse\x12\x63\n\x10GetVideoTimeline\x12&.affectline.v1.GetVideoTimelineRequest\x1a\'.affectline.v1.GetVideoTimelineResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61\x66\x66\x65\x63tline/v1/analytics.proto\x12\raffectline.v1\x1a\x1a\x61\x66\x66\x65\x63tline/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf9\x02\n\x0f\x41nalyticsFilter\x12\x13\n\x0bvariant_ids\x18\x01 \x03(\t\x12\x11\n\tage_bands\x18\x02 \x03(\t\x12\x0f\n\x07genders\x18\x03 \x03(\t\x12\x0f\n\x07regions\x18\x04 \x03(\t\x12\x10\n\x08\x65motions\x18\x05 \x03(\t\x12\x14\n\x07start_s\x18\x06 \x01(\rH\x00\x88\x01\x01\x12\x12\n\x05\x65nd_s\x18\x07 \x01(\rH\x01\x88\x01\x01\x12\x31\n\rsessions_from\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bsessions_to\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x13min_attention_share\x18\n \x01(\x01H\x02\x88\x01\x01\x12,\n\x06passes\x18\x0b \x01(\x0e\x32\x1c.affectline.v1.PassSelectionB\n\n\x08_start_sB\x08\n\x06_end_sB\x16\n\x14_min_attention_share\"@\n\x0eSuppressedSpan\x12\x0f\n\x07start_s\x18\x01 \x01(\x03\x12\r\n\x05\x65nd_s\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\"]\n\x0bMetricCurve\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x0c\n\x04mean\x18\x02 \x03(\x01\x12\x0e\n\x06\x63i_low\x18\x03 \x03(\x01\x12\x0f\n\x07\x63i_high\x18\x04 \x03(\x01\x12\x0f\n\x07viewers\x18\x05 \x03(\r\"\xe4\x01\n\x06\x43urves\x12\x0f\n\x07seconds\x18\x01 \x03(\x03\x12\x0f\n\x07viewers\x18\x02 \x03(\r\x12\x17\n\x0f\x61ttention_share\x18\x03 \x03(\x01\x12+\n\x07metrics\x18\x04 \x03(\x0b\x32\x1a.affectline.v1.MetricCurve\x12\x31\n\nsuppressed\x18\x05 \x03(\x0b\x32\x1d.affectline.v1.SuppressedSpan\x12\x10\n\x08sessions\x18\x06 \x01(\r\x12\x13\n\x0bmin_viewers\x18\x07 \x01(\r\x12\x18\n\x10\x63onfidence_level\x18\x08 \x01(\x01\"Y\n\x15GetVideoCurvesRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12.\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x1e.affectline.v1.AnalyticsFilter\"Q\n\x16GetVideoCurvesResponse\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12%\n\x06\x63urves\x18\x02 \x01(\x0b\x32\x15.affectline.v1.Curves\"\x9c\x01\n\tKeyMoment\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07start_s\x18\x03 \x01(\x03\x12\r\n\x05\x65nd_s\x18\x04 \x01(\x03\x12\x0e\n\x06peak_s\x18\x05 \x01(\x03\x12\r\n\x05value\x18\x06 \x01(\x01\x12\x0c\n\x04size\x18\x07 \x01(\x01\x12\x0f\n\x07viewers\x18\x08 \x01(\r\x12\x13\n\x0bmin_viewers\x18\t \x01(\r\"\x88\x01\n\x14GetKeyMomentsRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12.\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x1e.affectline.v1.AnalyticsFilter\x12\x16\n\x0emin_prominence\x18\x03 \x01(\x01\x12\x16\n\x0emin_duration_s\x18\x04 \x01(\x01\"\x99\x01\n\x15GetKeyMomentsResponse\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12)\n\x07moments\x18\x02 \x03(\x0b\x32\x18.affectline.v1.KeyMoment\x12\x31\n\nsuppressed\x18\x03 \x03(\x0b\x32\x1d.affectline.v1.SuppressedSpan\x12\x10\n\x08sessions\x18\x04 \x01(\r\"\x9b\x02\n\x10MetricComparison\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x0b\n\x03n_a\x18\x02 \x01(\r\x12\x0b\n\x03n_b\x18\x03 \x01(\r\x12\x0e\n\x06mean_a\x18\x04 \x01(\x01\x12\x0e\n\x06mean_b\x18\x05 \x01(\x01\x12\x12\n\ndifference\x18\x06 \x01(\x01\x12\x0e\n\x06\x63i_low\x18\x07 \x01(\x01\x12\x0f\n\x07\x63i_high\x18\x08 \x01(\x01\x12\x10\n\x08hedges_g\x18\t \x01(\x01\x12\x0f\n\x07welch_p\x18\n \x01(\x01\x12\x15\n\rmannwhitney_p\x18\x0b \x01(\x01\x12\x0e\n\x06holm_p\x18\x0c \x01(\x01\x12\x1a\n\x12holm_mannwhitney_p\x18\r \x01(\x01\x12\x10\n\x08reliable\x18\x0e \x01(\x08\x12\x10\n\x08n_needed\x18\x0f \x01(\x04\"\x95\x01\n\x0f\x43urveDifference\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x0f\n\x07seconds\x18\x02 \x03(\x03\x12\x12\n\ndifference\x18\x03 \x03(\x01\x12\x0e\n\x06\x63i_low\x18\x04 \x03(\x01\x12\x0f\n\x07\x63i_high\x18\x05 \x03(\x01\x12\x0b\n\x03n_a\x18\x06 \x03(\r\x12\x0b\n\x03n_b\x18\x07 \x03(\r\x12\x12\n\nsuppressed\x18\x08 \x03(\x08\"\xa7\x01\n\x16\x43ompareVariantsRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x11\n\tvariant_a\x18\x02 \x01(\t\x12\x11\n\tvariant_b\x18\x03 \x01(\t\x12.\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1e.affectline.v1.AnalyticsFilter\x12\x0f\n\x07metrics\x18\x05 \x03(\t\x12\x14\n\x0c\x63urve_metric\x18\x06 \x01(\t\"\x86\x02\n\x17\x43ompareVariantsResponse\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x11\n\tvariant_a\x18\x02 \x01(\t\x12\x11\n\tvariant_b\x18\x03 \x01(\t\x12\x30\n\x07metrics\x18\x04 \x03(\x0b\x32\x1f.affectline.v1.MetricComparison\x12\x0f\n\x07verdict\x18\x05 \x01(\t\x12\x19\n\x11suppressed_reason\x18\x06 \x01(\t\x12\x1b\n\x13sample_size_warning\x18\x07 \x01(\t\x12\x38\n\x10\x63urve_difference\x18\x08 \x01(\x0b\x32\x1e.affectline.v1.CurveDifference\"t\n\x07Segment\x12\r\n\x05value\x18\x01 \x01(\t\x12\x0f\n\x07viewers\x18\x02 \x01(\r\x12\x12\n\nsuppressed\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12%\n\x06\x63urves\x18\x05 \x01(\x0b\x32\x15.affectline.v1.Curves\"\x82\x01\n\x12GetSegmentsRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12.\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x1e.affectline.v1.AnalyticsFilter\x12*\n\x05\x66ield\x18\x03 \x01(\x0e\x32\x1b.affectline.v1.SegmentField\"}\n\x13GetSegmentsResponse\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12*\n\x05\x66ield\x18\x02 \x01(\x0e\x32\x1b.affectline.v1.SegmentField\x12(\n\x08segments\x18\x03 \x03(\x0b\x32\x16.affectline.v1.Segment\"`\n\x04Norm\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x17\n\npercentile\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\tnorm_size\x18\x04 \x01(\rB\r\n\x0b_percentile\"S\n\x0fGetNormsRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12.\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x1e.affectline.v1.AnalyticsFilter\"H\n\x10GetNormsResponse\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\"\n\x05norms\x18\x02 \x03(\x0b\x32\x13.affectline.v1.Norm\"5\n\x0eVariantSummary\x12\x12\n\nvariant_id\x18\x01 \x01(\t\x12\x0f\n\x07viewers\x18\x02 \x01(\r\"\xc7\x01\n\x08\x43\x61mpaign\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12/\n\x08variants\x18\x03 \x03(\x0b\x32\x1d.affectline.v1.VariantSummary\x12\x0f\n\x07viewers\x18\x04 \x01(\r\x12\x33\n\x0flast_session_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x06scores\x18\x06 \x03(\x0b\x32\x13.affectline.v1.Norm\"F\n\x14ListCampaignsRequest\x12.\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1e.affectline.v1.AnalyticsFilter\"C\n\x15ListCampaignsResponse\x12*\n\tcampaigns\x18\x01 \x03(\x0b\x32\x17.affectline.v1.Campaign\"V\n\x19GetSessionTimelineRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"\xd8\x02\n\rTimelineFrame\x12\x15\n\rvideo_time_ms\x18\x01 \x01(\x03\x12\x14\n\x0c\x66\x61\x63\x65_present\x18\x02 \x01(\x08\x12,\n\x06scores\x18\x03 \x01(\x0b\x32\x1c.affectline.v1.EmotionScores\x12+\n\x0btop_emotion\x18\x04 \x01(\x0e\x32\x16.affectline.v1.Emotion\x12\x19\n\x0chead_yaw_deg\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12\x1b\n\x0ehead_pitch_deg\x18\x06 \x01(\x02H\x01\x88\x01\x01\x12\x1a\n\rface_box_size\x18\x07 \x01(\x02H\x02\x88\x01\x01\x12\x35\n\x0fsmoothed_scores\x18\x08 \x01(\x0b\x32\x1c.affectline.v1.EmotionScoresB\x0f\n\r_head_yaw_degB\x11\n\x0f_head_pitch_degB\x10\n\x0e_face_box_size\"\x9d\x01\n\x1aGetSessionTimelineResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x12\n\nvariant_id\x18\x03 \x01(\t\x12,\n\x06\x66rames\x18\x04 \x03(\x0b\x32\x1c.affectline.v1.TimelineFrame\x12\x17\n\x0fnext_page_token\x18\x05 \x01(\t\"R\n\x17GetVideoTimelineRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\nvariant_id\x18\x02 \x01(\t\x12\x11\n\tbucket_ms\x18\x03 \x01(\r\"\x90\x01\n\x0eTimelineBucket\x12\x10\n\x08start_ms\x18\x01 \x01(\x03\x12\x31\n\x0bmean_scores\x18\x02 \x01(\x0b\x32\x1c.affectline.v1.EmotionScores\x12\x0f\n\x07viewers\x18\x03 \x01(\r\x12\x0e\n\x06\x66rames\x18\x04 \x01(\r\x12\x18\n\x10\x66rames_with_face\x18\x05 \x01(\r\"\x95\x01\n\x18GetVideoTimelineResponse\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\nvariant_id\x18\x02 \x01(\t\x12\x11\n\tbucket_ms\x18\x03 \x01(\r\x12\x10\n\x08sessions\x18\x04 \x01(\r\x12.\n\x07\x62uckets\x18\x05 \x03(\x0b\x32\x1d.affectline.v1.TimelineBucket\"\xa8\x01\n\rExportRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12(\n\x04what\x18\x02 \x01(\x0e\x32\x1a.affectline.v1.ExportTable\x12+\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x1b.affectline.v1.ExportFormat\x12.\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1e.affectline.v1.AnalyticsFilter\"D\n\x0b\x45xportChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x11\n\tfile_name\x18\x03 \x01(\t*\x7f\n\rPassSelection\x12\x1e\n\x1aPASS_SELECTION_UNSPECIFIED\x10\x00\x12\x18\n\x14PASS_SELECTION_FIRST\x10\x01\x12\x1c\n\x18PASS_SELECTION_REWATCHES\x10\x02\x12\x16\n\x12PASS_SELECTION_ALL\x10\x03*\x98\x01\n\x0cSegmentField\x12\x1d\n\x19SEGMENT_FIELD_UNSPECIFIED\x10\x00\x12\x1a\n\x16SEGMENT_FIELD_AGE_BAND\x10\x01\x12\x18\n\x14SEGMENT_FIELD_GENDER\x10\x02\x12\x18\n\x14SEGMENT_FIELD_REGION\x10\x03\x12\x19\n\x15SEGMENT_FIELD_VARIANT\x10\x04*|\n\x0b\x45xportTable\x12\x1c\n\x18\x45XPORT_TABLE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x45XPORT_TABLE_TIMELINES\x10\x01\x12\x17\n\x13\x45XPORT_TABLE_CURVES\x10\x02\x12\x1a\n\x16\x45XPORT_TABLE_SUMMARIES\x10\x03*_\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45XPORT_FORMAT_CSV\x10\x01\x12\x19\n\x15\x45XPORT_FORMAT_PARQUET\x10\x02\x32\xcd\x06\n\x10\x41nalyticsService\x12i\n\x12GetSessionTimeline\x12(.affectline.v1.GetSessionTimelineRequest\x1a).affectline.v1.GetSessionTimelineResponse\x12\x63\n\x10GetVideoTimeline\x12&.affectline.v1.GetVideoTimelineRequest\x1a\'.affectline.v1.GetVideoTimelineResponse\x12]\n\x0eGetVideoCurves\x12$.affectline.v1.GetVideoCurvesRequest\x1a%.affectline.v1.GetVideoCurvesResponse\x12Z\n\rGetKeyMoments\x12#.affectline.v1.GetKeyMomentsRequest\x1a$.affectline.v1.GetKeyMomentsResponse\x12`\n\x0f\x43ompareVariants\x12%.affectline.v1.CompareVariantsRequest\x1a&.affectline.v1.CompareVariantsResponse\x12T\n\x0bGetSegments\x12!.affectline.v1.GetSegmentsRequest\x1a\".affectline.v1.GetSegmentsResponse\x12K\n\x08GetNorms\x12\x1e.affectline.v1.GetNormsRequest\x1a\x1f.affectline.v1.GetNormsResponse\x12Z\n\rListCampaigns\x12#.affectline.v1.ListCampaignsRequest\x1a$.affectline.v1.ListCampaignsResponse\x12M\n\x0f\x45xportAnalytics\x12\x1c.affectline.v1.ExportRequest\x1a\x1a.affectline.v1.ExportChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'affectline.v1.analytics_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETSESSIONTIMELINEREQUEST']._serialized_start=76
-  _globals['_GETSESSIONTIMELINEREQUEST']._serialized_end=162
-  _globals['_TIMELINEFRAME']._serialized_start=165
-  _globals['_TIMELINEFRAME']._serialized_end=509
-  _globals['_GETSESSIONTIMELINERESPONSE']._serialized_start=512
-  _globals['_GETSESSIONTIMELINERESPONSE']._serialized_end=669
-  _globals['_GETVIDEOTIMELINEREQUEST']._serialized_start=671
-  _globals['_GETVIDEOTIMELINEREQUEST']._serialized_end=753
-  _globals['_TIMELINEBUCKET']._serialized_start=756
-  _globals['_TIMELINEBUCKET']._serialized_end=900
-  _globals['_GETVIDEOTIMELINERESPONSE']._serialized_start=903
-  _globals['_GETVIDEOTIMELINERESPONSE']._serialized_end=1052
-  _globals['_ANALYTICSSERVICE']._serialized_start=1055
-  _globals['_ANALYTICSSERVICE']._serialized_end=1281
+  _globals['_PASSSELECTION']._serialized_start=4634
+  _globals['_PASSSELECTION']._serialized_end=4761
+  _globals['_SEGMENTFIELD']._serialized_start=4764
+  _globals['_SEGMENTFIELD']._serialized_end=4916
+  _globals['_EXPORTTABLE']._serialized_start=4918
+  _globals['_EXPORTTABLE']._serialized_end=5042
+  _globals['_EXPORTFORMAT']._serialized_start=5044
+  _globals['_EXPORTFORMAT']._serialized_end=5139
+  _globals['_ANALYTICSFILTER']._serialized_start=110
+  _globals['_ANALYTICSFILTER']._serialized_end=487
+  _globals['_SUPPRESSEDSPAN']._serialized_start=489
+  _globals['_SUPPRESSEDSPAN']._serialized_end=553
+  _globals['_METRICCURVE']._serialized_start=555
+  _globals['_METRICCURVE']._serialized_end=648
+  _globals['_CURVES']._serialized_start=651
+  _globals['_CURVES']._serialized_end=879
+  _globals['_GETVIDEOCURVESREQUEST']._serialized_start=881
+  _globals['_GETVIDEOCURVESREQUEST']._serialized_end=970
+  _globals['_GETVIDEOCURVESRESPONSE']._serialized_start=972
+  _globals['_GETVIDEOCURVESRESPONSE']._serialized_end=1053
+  _globals['_KEYMOMENT']._serialized_start=1056
+  _globals['_KEYMOMENT']._serialized_end=1212
+  _globals['_GETKEYMOMENTSREQUEST']._serialized_start=1215
+  _globals['_GETKEYMOMENTSREQUEST']._serialized_end=1351
+  _globals['_GETKEYMOMENTSRESPONSE']._serialized_start=1354
+  _globals['_GETKEYMOMENTSRESPONSE']._serialized_end=1507
+  _globals['_METRICCOMPARISON']._serialized_start=1510
+  _globals['_METRICCOMPARISON']._serialized_end=1793
+  _globals['_CURVEDIFFERENCE']._serialized_start=1796
+  _globals['_CURVEDIFFERENCE']._serialized_end=1945
+  _globals['_COMPAREVARIANTSREQUEST']._serialized_start=1948
+  _globals['_COMPAREVARIANTSREQUEST']._serialized_end=2115
+  _globals['_COMPAREVARIANTSRESPONSE']._serialized_start=2118
+  _globals['_COMPAREVARIANTSRESPONSE']._serialized_end=2380
+  _globals['_SEGMENT']._serialized_start=2382
+  _globals['_SEGMENT']._serialized_end=2498
+  _globals['_GETSEGMENTSREQUEST']._serialized_start=2501
+  _globals['_GETSEGMENTSREQUEST']._serialized_end=2631
+  _globals['_GETSEGMENTSRESPONSE']._serialized_start=2633
+  _globals['_GETSEGMENTSRESPONSE']._serialized_end=2758
+  _globals['_NORM']._serialized_start=2760
+  _globals['_NORM']._serialized_end=2856
+  _globals['_GETNORMSREQUEST']._serialized_start=2858
+  _globals['_GETNORMSREQUEST']._serialized_end=2941
+  _globals['_GETNORMSRESPONSE']._serialized_start=2943
+  _globals['_GETNORMSRESPONSE']._serialized_end=3015
+  _globals['_VARIANTSUMMARY']._serialized_start=3017
+  _globals['_VARIANTSUMMARY']._serialized_end=3070
+  _globals['_CAMPAIGN']._serialized_start=3073
+  _globals['_CAMPAIGN']._serialized_end=3272
+  _globals['_LISTCAMPAIGNSREQUEST']._serialized_start=3274
+  _globals['_LISTCAMPAIGNSREQUEST']._serialized_end=3344
+  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_start=3346
+  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_end=3413
+  _globals['_GETSESSIONTIMELINEREQUEST']._serialized_start=3415
+  _globals['_GETSESSIONTIMELINEREQUEST']._serialized_end=3501
+  _globals['_TIMELINEFRAME']._serialized_start=3504
+  _globals['_TIMELINEFRAME']._serialized_end=3848
+  _globals['_GETSESSIONTIMELINERESPONSE']._serialized_start=3851
+  _globals['_GETSESSIONTIMELINERESPONSE']._serialized_end=4008
+  _globals['_GETVIDEOTIMELINEREQUEST']._serialized_start=4010
+  _globals['_GETVIDEOTIMELINEREQUEST']._serialized_end=4092
+  _globals['_TIMELINEBUCKET']._serialized_start=4095
+  _globals['_TIMELINEBUCKET']._serialized_end=4239
+  _globals['_GETVIDEOTIMELINERESPONSE']._serialized_start=4242
+  _globals['_GETVIDEOTIMELINERESPONSE']._serialized_end=4391
+  _globals['_EXPORTREQUEST']._serialized_start=4394
+  _globals['_EXPORTREQUEST']._serialized_end=4562
+  _globals['_EXPORTCHUNK']._serialized_start=4564
+  _globals['_EXPORTCHUNK']._serialized_end=4632
+  _globals['_ANALYTICSSERVICE']._serialized_start=5142
+  _globals['_ANALYTICSSERVICE']._serialized_end=5987
 # @@protoc_insertion_point(module_scope)

@@ -46,6 +46,41 @@ class AnalyticsServiceStub:
                 request_serializer=affectline_dot_v1_dot_analytics__pb2.GetVideoTimelineRequest.SerializeToString,
                 response_deserializer=affectline_dot_v1_dot_analytics__pb2.GetVideoTimelineResponse.FromString,
                 _registered_method=True)
+        self.GetVideoCurves = channel.unary_unary(
+                '/affectline.v1.AnalyticsService/GetVideoCurves',
+                request_serializer=affectline_dot_v1_dot_analytics__pb2.GetVideoCurvesRequest.SerializeToString,
+                response_deserializer=affectline_dot_v1_dot_analytics__pb2.GetVideoCurvesResponse.FromString,
+                _registered_method=True)
+        self.GetKeyMoments = channel.unary_unary(
+                '/affectline.v1.AnalyticsService/GetKeyMoments',
+                request_serializer=affectline_dot_v1_dot_analytics__pb2.GetKeyMomentsRequest.SerializeToString,
+                response_deserializer=affectline_dot_v1_dot_analytics__pb2.GetKeyMomentsResponse.FromString,
+                _registered_method=True)
+        self.CompareVariants = channel.unary_unary(
+                '/affectline.v1.AnalyticsService/CompareVariants',
+                request_serializer=affectline_dot_v1_dot_analytics__pb2.CompareVariantsRequest.SerializeToString,
+                response_deserializer=affectline_dot_v1_dot_analytics__pb2.CompareVariantsResponse.FromString,
+                _registered_method=True)
+        self.GetSegments = channel.unary_unary(
+                '/affectline.v1.AnalyticsService/GetSegments',
+                request_serializer=affectline_dot_v1_dot_analytics__pb2.GetSegmentsRequest.SerializeToString,
+                response_deserializer=affectline_dot_v1_dot_analytics__pb2.GetSegmentsResponse.FromString,
+                _registered_method=True)
+        self.GetNorms = channel.unary_unary(
+                '/affectline.v1.AnalyticsService/GetNorms',
+                request_serializer=affectline_dot_v1_dot_analytics__pb2.GetNormsRequest.SerializeToString,
+                response_deserializer=affectline_dot_v1_dot_analytics__pb2.GetNormsResponse.FromString,
+                _registered_method=True)
+        self.ListCampaigns = channel.unary_unary(
+                '/affectline.v1.AnalyticsService/ListCampaigns',
+                request_serializer=affectline_dot_v1_dot_analytics__pb2.ListCampaignsRequest.SerializeToString,
+                response_deserializer=affectline_dot_v1_dot_analytics__pb2.ListCampaignsResponse.FromString,
+                _registered_method=True)
+        self.ExportAnalytics = channel.unary_stream(
+                '/affectline.v1.AnalyticsService/ExportAnalytics',
+                request_serializer=affectline_dot_v1_dot_analytics__pb2.ExportRequest.SerializeToString,
+                response_deserializer=affectline_dot_v1_dot_analytics__pb2.ExportChunk.FromString,
+                _registered_method=True)
 
 
 class AnalyticsServiceServicer:
@@ -65,6 +100,56 @@ class AnalyticsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetVideoCurves(self, request, context):
+        """Per-second mean and 95 % CI of every metric across viewers (docs/metrics.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetKeyMoments(self, request, context):
+        """Peaks and drops of the emotion and engagement curves.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompareVariants(self, request, context):
+        """A/B statistics of two variants on per-viewer summaries, and their curve difference.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSegments(self, request, context):
+        """Curves split by a demographic field (or variant); small segments suppressed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetNorms(self, request, context):
+        """A video's headline scores as percentiles among the other videos.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCampaigns(self, request, context):
+        """Every video with its variants, viewers, last session and headline scores.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportAnalytics(self, request, context):
+        """One video's session timelines, per-second curves or per-viewer summaries as a CSV or
+        Parquet file, streamed in chunks (server streaming: gRPC, gRPC-web and Connect, not JSON-RPC).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AnalyticsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +162,41 @@ def add_AnalyticsServiceServicer_to_server(servicer, server):
                     servicer.GetVideoTimeline,
                     request_deserializer=affectline_dot_v1_dot_analytics__pb2.GetVideoTimelineRequest.FromString,
                     response_serializer=affectline_dot_v1_dot_analytics__pb2.GetVideoTimelineResponse.SerializeToString,
+            ),
+            'GetVideoCurves': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVideoCurves,
+                    request_deserializer=affectline_dot_v1_dot_analytics__pb2.GetVideoCurvesRequest.FromString,
+                    response_serializer=affectline_dot_v1_dot_analytics__pb2.GetVideoCurvesResponse.SerializeToString,
+            ),
+            'GetKeyMoments': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetKeyMoments,
+                    request_deserializer=affectline_dot_v1_dot_analytics__pb2.GetKeyMomentsRequest.FromString,
+                    response_serializer=affectline_dot_v1_dot_analytics__pb2.GetKeyMomentsResponse.SerializeToString,
+            ),
+            'CompareVariants': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompareVariants,
+                    request_deserializer=affectline_dot_v1_dot_analytics__pb2.CompareVariantsRequest.FromString,
+                    response_serializer=affectline_dot_v1_dot_analytics__pb2.CompareVariantsResponse.SerializeToString,
+            ),
+            'GetSegments': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSegments,
+                    request_deserializer=affectline_dot_v1_dot_analytics__pb2.GetSegmentsRequest.FromString,
+                    response_serializer=affectline_dot_v1_dot_analytics__pb2.GetSegmentsResponse.SerializeToString,
+            ),
+            'GetNorms': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNorms,
+                    request_deserializer=affectline_dot_v1_dot_analytics__pb2.GetNormsRequest.FromString,
+                    response_serializer=affectline_dot_v1_dot_analytics__pb2.GetNormsResponse.SerializeToString,
+            ),
+            'ListCampaigns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCampaigns,
+                    request_deserializer=affectline_dot_v1_dot_analytics__pb2.ListCampaignsRequest.FromString,
+                    response_serializer=affectline_dot_v1_dot_analytics__pb2.ListCampaignsResponse.SerializeToString,
+            ),
+            'ExportAnalytics': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportAnalytics,
+                    request_deserializer=affectline_dot_v1_dot_analytics__pb2.ExportRequest.FromString,
+                    response_serializer=affectline_dot_v1_dot_analytics__pb2.ExportChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -135,6 +255,195 @@ class AnalyticsService:
             '/affectline.v1.AnalyticsService/GetVideoTimeline',
             affectline_dot_v1_dot_analytics__pb2.GetVideoTimelineRequest.SerializeToString,
             affectline_dot_v1_dot_analytics__pb2.GetVideoTimelineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVideoCurves(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/affectline.v1.AnalyticsService/GetVideoCurves',
+            affectline_dot_v1_dot_analytics__pb2.GetVideoCurvesRequest.SerializeToString,
+            affectline_dot_v1_dot_analytics__pb2.GetVideoCurvesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetKeyMoments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/affectline.v1.AnalyticsService/GetKeyMoments',
+            affectline_dot_v1_dot_analytics__pb2.GetKeyMomentsRequest.SerializeToString,
+            affectline_dot_v1_dot_analytics__pb2.GetKeyMomentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompareVariants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/affectline.v1.AnalyticsService/CompareVariants',
+            affectline_dot_v1_dot_analytics__pb2.CompareVariantsRequest.SerializeToString,
+            affectline_dot_v1_dot_analytics__pb2.CompareVariantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSegments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/affectline.v1.AnalyticsService/GetSegments',
+            affectline_dot_v1_dot_analytics__pb2.GetSegmentsRequest.SerializeToString,
+            affectline_dot_v1_dot_analytics__pb2.GetSegmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNorms(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/affectline.v1.AnalyticsService/GetNorms',
+            affectline_dot_v1_dot_analytics__pb2.GetNormsRequest.SerializeToString,
+            affectline_dot_v1_dot_analytics__pb2.GetNormsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCampaigns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/affectline.v1.AnalyticsService/ListCampaigns',
+            affectline_dot_v1_dot_analytics__pb2.ListCampaignsRequest.SerializeToString,
+            affectline_dot_v1_dot_analytics__pb2.ListCampaignsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportAnalytics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/affectline.v1.AnalyticsService/ExportAnalytics',
+            affectline_dot_v1_dot_analytics__pb2.ExportRequest.SerializeToString,
+            affectline_dot_v1_dot_analytics__pb2.ExportChunk.FromString,
             options,
             channel_credentials,
             insecure,

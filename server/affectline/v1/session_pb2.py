@@ -26,41 +26,41 @@ from affectline.v1 import common_pb2 as affectline_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61\x66\x66\x65\x63tline/v1/session.proto\x12\raffectline.v1\x1a\x1a\x61\x66\x66\x65\x63tline/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"i\n\rConsentRecord\x12\x16\n\x0enotice_version\x18\x01 \x01(\t\x12\x30\n\x0c\x63onsented_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06scopes\x18\x03 \x03(\t\"@\n\x0c\x44\x65mographics\x12\x10\n\x08\x61ge_band\x18\x01 \x01(\t\x12\x0e\n\x06gender\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\"\x87\x01\n\x10ViewerDescriptor\x12\x11\n\tviewer_id\x18\x01 \x01(\t\x12-\n\x07\x63onsent\x18\x02 \x01(\x0b\x32\x1c.affectline.v1.ConsentRecord\x12\x31\n\x0c\x64\x65mographics\x18\x03 \x01(\x0b\x32\x1b.affectline.v1.Demographics\"\xb6\x01\n\x13StartSessionRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\nvariant_id\x18\x02 \x01(\t\x12/\n\x06viewer\x18\x03 \x01(\x0b\x32\x1f.affectline.v1.ViewerDescriptor\x12\x19\n\x11\x63lient_public_key\x18\x04 \x01(\x0c\x12\x13\n\x0b\x63\x61pture_fps\x18\x05 \x01(\x02\x12\x18\n\x10\x66rames_per_batch\x18\x06 \x01(\r\"~\n\x08\x43ropSpec\x12\r\n\x05width\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\x10\n\x08\x63hannels\x18\x03 \x01(\r\x12\x14\n\x0cpixel_format\x18\x04 \x01(\t\x12\x1c\n\x14max_frames_per_batch\x18\x05 \x01(\r\x12\r\n\x05model\x18\x06 \x01(\t\"\x81\x02\n\x14StartSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x19\n\x11server_public_key\x18\x02 \x01(\x0c\x12\x11\n\thkdf_salt\x18\x03 \x01(\x0c\x12*\n\tcrop_spec\x18\x04 \x01(\x0b\x32\x17.affectline.v1.CropSpec\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rsession_token\x18\x06 \x01(\t\x12\x1e\n\x11\x66irst_batch_in_ms\x18\x07 \x01(\rH\x00\x88\x01\x01\x42\x14\n\x12_first_batch_in_ms\"m\n\x10PushCropsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x15\n\rsession_token\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\r\n\x05nonce\x18\x04 \x01(\x0c\x12\x12\n\nciphertext\x18\x05 \x01(\x0c\"K\n\tCropBatch\x12(\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x18.affectline.v1.CropFrame\x12\x14\n\x0c\x61\x63hieved_fps\x18\x02 \x01(\x02\"\x81\x02\n\tCropFrame\x12\x15\n\rvideo_time_ms\x18\x01 \x01(\x03\x12/\n\x0b\x63\x61ptured_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x66\x61\x63\x65_present\x18\x03 \x01(\x08\x12\x0c\n\x04\x63rop\x18\x04 \x01(\x0c\x12\x19\n\x0chead_yaw_deg\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12\x1b\n\x0ehead_pitch_deg\x18\x06 \x01(\x02H\x01\x88\x01\x01\x12\x1a\n\rface_box_size\x18\x07 \x01(\x02H\x02\x88\x01\x01\x42\x0f\n\r_head_yaw_degB\x11\n\x0f_head_pitch_degB\x10\n\x0e_face_box_size\"\xcc\x01\n\x0b\x46rameResult\x12\x15\n\rvideo_time_ms\x18\x01 \x01(\x03\x12\x14\n\x0c\x66\x61\x63\x65_present\x18\x02 \x01(\x08\x12,\n\x06scores\x18\x03 \x01(\x0b\x32\x1c.affectline.v1.EmotionScores\x12+\n\x0btop_emotion\x18\x04 \x01(\x0e\x32\x16.affectline.v1.Emotion\x12\x35\n\x0fsmoothed_scores\x18\x05 \x01(\x0b\x32\x1c.affectline.v1.EmotionScores\"\xb3\x01\n\x11PushCropsResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12+\n\x07results\x18\x03 \x03(\x0b\x32\x1a.affectline.v1.FrameResult\x12\x1d\n\x15\x66rames_accepted_total\x18\x04 \x01(\x04\x12\x1d\n\x10next_batch_in_ms\x18\x05 \x01(\rH\x00\x88\x01\x01\x42\x13\n\x11_next_batch_in_ms\"N\n\x11\x45ndSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x15\n\rsession_token\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x8a\x03\n\x0eSessionSummary\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x12\n\nvariant_id\x18\x03 \x01(\t\x12\x14\n\x0c\x66rames_total\x18\x04 \x01(\x04\x12\x18\n\x10\x66rames_with_face\x18\x05 \x01(\x04\x12\x31\n\x0bmean_scores\x18\x06 \x01(\x0b\x32\x1c.affectline.v1.EmotionScores\x12\x30\n\x10\x64ominant_emotion\x18\x07 \x01(\x0e\x32\x16.affectline.v1.Emotion\x12\x1b\n\x13\x66irst_video_time_ms\x18\x08 \x01(\x03\x12\x1a\n\x12last_video_time_ms\x18\t \x01(\x03\x12.\n\nstarted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nend_reason\x18\x0c \x01(\t\"D\n\x12\x45ndSessionResponse\x12.\n\x07summary\x18\x01 \x01(\x0b\x32\x1d.affectline.v1.SessionSummary2\xe2\x02\n\x0eSessionService\x12W\n\x0cStartSession\x12\".affectline.v1.StartSessionRequest\x1a#.affectline.v1.StartSessionResponse\x12N\n\tPushCrops\x12\x1f.affectline.v1.PushCropsRequest\x1a .affectline.v1.PushCropsResponse\x12T\n\x0bStreamCrops\x12\x1f.affectline.v1.PushCropsRequest\x1a .affectline.v1.PushCropsResponse(\x01\x30\x01\x12Q\n\nEndSession\x12 .affectline.v1.EndSessionRequest\x1a!.affectline.v1.EndSessionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61\x66\x66\x65\x63tline/v1/session.proto\x12\raffectline.v1\x1a\x1a\x61\x66\x66\x65\x63tline/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x01\n\rConsentRecord\x12\x16\n\x0enotice_version\x18\x01 \x01(\t\x12\x30\n\x0c\x63onsented_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06scopes\x18\x03 \x03(\t\x12\x18\n\x10\x61llowed_emotions\x18\x04 \x03(\t\"@\n\x0c\x44\x65mographics\x12\x10\n\x08\x61ge_band\x18\x01 \x01(\t\x12\x0e\n\x06gender\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\"\x87\x01\n\x10ViewerDescriptor\x12\x11\n\tviewer_id\x18\x01 \x01(\t\x12-\n\x07\x63onsent\x18\x02 \x01(\x0b\x32\x1c.affectline.v1.ConsentRecord\x12\x31\n\x0c\x64\x65mographics\x18\x03 \x01(\x0b\x32\x1b.affectline.v1.Demographics\"\xb6\x01\n\x13StartSessionRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\nvariant_id\x18\x02 \x01(\t\x12/\n\x06viewer\x18\x03 \x01(\x0b\x32\x1f.affectline.v1.ViewerDescriptor\x12\x19\n\x11\x63lient_public_key\x18\x04 \x01(\x0c\x12\x13\n\x0b\x63\x61pture_fps\x18\x05 \x01(\x02\x12\x18\n\x10\x66rames_per_batch\x18\x06 \x01(\r\"~\n\x08\x43ropSpec\x12\r\n\x05width\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\x10\n\x08\x63hannels\x18\x03 \x01(\r\x12\x14\n\x0cpixel_format\x18\x04 \x01(\t\x12\x1c\n\x14max_frames_per_batch\x18\x05 \x01(\r\x12\r\n\x05model\x18\x06 \x01(\t\"\x81\x02\n\x14StartSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x19\n\x11server_public_key\x18\x02 \x01(\x0c\x12\x11\n\thkdf_salt\x18\x03 \x01(\x0c\x12*\n\tcrop_spec\x18\x04 \x01(\x0b\x32\x17.affectline.v1.CropSpec\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rsession_token\x18\x06 \x01(\t\x12\x1e\n\x11\x66irst_batch_in_ms\x18\x07 \x01(\rH\x00\x88\x01\x01\x42\x14\n\x12_first_batch_in_ms\"m\n\x10PushCropsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x15\n\rsession_token\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\r\n\x05nonce\x18\x04 \x01(\x0c\x12\x12\n\nciphertext\x18\x05 \x01(\x0c\"K\n\tCropBatch\x12(\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x18.affectline.v1.CropFrame\x12\x14\n\x0c\x61\x63hieved_fps\x18\x02 \x01(\x02\"\x81\x02\n\tCropFrame\x12\x15\n\rvideo_time_ms\x18\x01 \x01(\x03\x12/\n\x0b\x63\x61ptured_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x66\x61\x63\x65_present\x18\x03 \x01(\x08\x12\x0c\n\x04\x63rop\x18\x04 \x01(\x0c\x12\x19\n\x0chead_yaw_deg\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12\x1b\n\x0ehead_pitch_deg\x18\x06 \x01(\x02H\x01\x88\x01\x01\x12\x1a\n\rface_box_size\x18\x07 \x01(\x02H\x02\x88\x01\x01\x42\x0f\n\r_head_yaw_degB\x11\n\x0f_head_pitch_degB\x10\n\x0e_face_box_size\"\xcc\x01\n\x0b\x46rameResult\x12\x15\n\rvideo_time_ms\x18\x01 \x01(\x03\x12\x14\n\x0c\x66\x61\x63\x65_present\x18\x02 \x01(\x08\x12,\n\x06scores\x18\x03 \x01(\x0b\x32\x1c.affectline.v1.EmotionScores\x12+\n\x0btop_emotion\x18\x04 \x01(\x0e\x32\x16.affectline.v1.Emotion\x12\x35\n\x0fsmoothed_scores\x18\x05 \x01(\x0b\x32\x1c.affectline.v1.EmotionScores\"\xb3\x01\n\x11PushCropsResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12+\n\x07results\x18\x03 \x03(\x0b\x32\x1a.affectline.v1.FrameResult\x12\x1d\n\x15\x66rames_accepted_total\x18\x04 \x01(\x04\x12\x1d\n\x10next_batch_in_ms\x18\x05 \x01(\rH\x00\x88\x01\x01\x42\x13\n\x11_next_batch_in_ms\"N\n\x11\x45ndSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x15\n\rsession_token\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x8a\x03\n\x0eSessionSummary\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x12\n\nvariant_id\x18\x03 \x01(\t\x12\x14\n\x0c\x66rames_total\x18\x04 \x01(\x04\x12\x18\n\x10\x66rames_with_face\x18\x05 \x01(\x04\x12\x31\n\x0bmean_scores\x18\x06 \x01(\x0b\x32\x1c.affectline.v1.EmotionScores\x12\x30\n\x10\x64ominant_emotion\x18\x07 \x01(\x0e\x32\x16.affectline.v1.Emotion\x12\x1b\n\x13\x66irst_video_time_ms\x18\x08 \x01(\x03\x12\x1a\n\x12last_video_time_ms\x18\t \x01(\x03\x12.\n\nstarted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nend_reason\x18\x0c \x01(\t\"D\n\x12\x45ndSessionResponse\x12.\n\x07summary\x18\x01 \x01(\x0b\x32\x1d.affectline.v1.SessionSummary2\xe2\x02\n\x0eSessionService\x12W\n\x0cStartSession\x12\".affectline.v1.StartSessionRequest\x1a#.affectline.v1.StartSessionResponse\x12N\n\tPushCrops\x12\x1f.affectline.v1.PushCropsRequest\x1a .affectline.v1.PushCropsResponse\x12T\n\x0bStreamCrops\x12\x1f.affectline.v1.PushCropsRequest\x1a .affectline.v1.PushCropsResponse(\x01\x30\x01\x12Q\n\nEndSession\x12 .affectline.v1.EndSessionRequest\x1a!.affectline.v1.EndSessionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'affectline.v1.session_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONSENTRECORD']._serialized_start=107
-  _globals['_CONSENTRECORD']._serialized_end=212
-  _globals['_DEMOGRAPHICS']._serialized_start=214
-  _globals['_DEMOGRAPHICS']._serialized_end=278
-  _globals['_VIEWERDESCRIPTOR']._serialized_start=281
-  _globals['_VIEWERDESCRIPTOR']._serialized_end=416
-  _globals['_STARTSESSIONREQUEST']._serialized_start=419
-  _globals['_STARTSESSIONREQUEST']._serialized_end=601
-  _globals['_CROPSPEC']._serialized_start=603
-  _globals['_CROPSPEC']._serialized_end=729
-  _globals['_STARTSESSIONRESPONSE']._serialized_start=732
-  _globals['_STARTSESSIONRESPONSE']._serialized_end=989
-  _globals['_PUSHCROPSREQUEST']._serialized_start=991
-  _globals['_PUSHCROPSREQUEST']._serialized_end=1100
-  _globals['_CROPBATCH']._serialized_start=1102
-  _globals['_CROPBATCH']._serialized_end=1177
-  _globals['_CROPFRAME']._serialized_start=1180
-  _globals['_CROPFRAME']._serialized_end=1437
-  _globals['_FRAMERESULT']._serialized_start=1440
-  _globals['_FRAMERESULT']._serialized_end=1644
-  _globals['_PUSHCROPSRESPONSE']._serialized_start=1647
-  _globals['_PUSHCROPSRESPONSE']._serialized_end=1826
-  _globals['_ENDSESSIONREQUEST']._serialized_start=1828
-  _globals['_ENDSESSIONREQUEST']._serialized_end=1906
-  _globals['_SESSIONSUMMARY']._serialized_start=1909
-  _globals['_SESSIONSUMMARY']._serialized_end=2303
-  _globals['_ENDSESSIONRESPONSE']._serialized_start=2305
-  _globals['_ENDSESSIONRESPONSE']._serialized_end=2373
-  _globals['_SESSIONSERVICE']._serialized_start=2376
-  _globals['_SESSIONSERVICE']._serialized_end=2730
+  _globals['_CONSENTRECORD']._serialized_start=108
+  _globals['_CONSENTRECORD']._serialized_end=239
+  _globals['_DEMOGRAPHICS']._serialized_start=241
+  _globals['_DEMOGRAPHICS']._serialized_end=305
+  _globals['_VIEWERDESCRIPTOR']._serialized_start=308
+  _globals['_VIEWERDESCRIPTOR']._serialized_end=443
+  _globals['_STARTSESSIONREQUEST']._serialized_start=446
+  _globals['_STARTSESSIONREQUEST']._serialized_end=628
+  _globals['_CROPSPEC']._serialized_start=630
+  _globals['_CROPSPEC']._serialized_end=756
+  _globals['_STARTSESSIONRESPONSE']._serialized_start=759
+  _globals['_STARTSESSIONRESPONSE']._serialized_end=1016
+  _globals['_PUSHCROPSREQUEST']._serialized_start=1018
+  _globals['_PUSHCROPSREQUEST']._serialized_end=1127
+  _globals['_CROPBATCH']._serialized_start=1129
+  _globals['_CROPBATCH']._serialized_end=1204
+  _globals['_CROPFRAME']._serialized_start=1207
+  _globals['_CROPFRAME']._serialized_end=1464
+  _globals['_FRAMERESULT']._serialized_start=1467
+  _globals['_FRAMERESULT']._serialized_end=1671
+  _globals['_PUSHCROPSRESPONSE']._serialized_start=1674
+  _globals['_PUSHCROPSRESPONSE']._serialized_end=1853
+  _globals['_ENDSESSIONREQUEST']._serialized_start=1855
+  _globals['_ENDSESSIONREQUEST']._serialized_end=1933
+  _globals['_SESSIONSUMMARY']._serialized_start=1936
+  _globals['_SESSIONSUMMARY']._serialized_end=2330
+  _globals['_ENDSESSIONRESPONSE']._serialized_start=2332
+  _globals['_ENDSESSIONRESPONSE']._serialized_end=2400
+  _globals['_SESSIONSERVICE']._serialized_start=2403
+  _globals['_SESSIONSERVICE']._serialized_end=2757
 # @@protoc_insertion_point(module_scope)

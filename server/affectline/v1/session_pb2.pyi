@@ -11,14 +11,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ConsentRecord(_message.Message):
-    __slots__ = ("notice_version", "consented_at", "scopes")
+    __slots__ = ("notice_version", "consented_at", "scopes", "allowed_emotions")
     NOTICE_VERSION_FIELD_NUMBER: _ClassVar[int]
     CONSENTED_AT_FIELD_NUMBER: _ClassVar[int]
     SCOPES_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_EMOTIONS_FIELD_NUMBER: _ClassVar[int]
     notice_version: str
     consented_at: _timestamp_pb2.Timestamp
     scopes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, notice_version: _Optional[str] = ..., consented_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., scopes: _Optional[_Iterable[str]] = ...) -> None: ...
+    allowed_emotions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, notice_version: _Optional[str] = ..., consented_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., scopes: _Optional[_Iterable[str]] = ..., allowed_emotions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Demographics(_message.Message):
     __slots__ = ("age_band", "gender", "region")

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from affectline.cli_flags import add_db_flags
+from affectline.commands.flags import add_db_flags
 
 PROG = "affectline analyze-video"
 
@@ -41,10 +41,11 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from affectline.recording.decode import RecordingError, default_max_bytes, held_recording
+    from affectline.config import settings_from_env
+    from affectline.recording.decode import RecordingError, held_recording
 
     try:
-        max_bytes = int(args.max_size_mb * 2**20) if args.max_size_mb else default_max_bytes()
+        max_bytes = int((args.max_size_mb or settings_from_env().recording_max_mb) * 2**20)
         # Spooled outside the event loop, so Ctrl-C during a stdin upload interrupts the read.
         with held_recording(args.recording, max_bytes=max_bytes) as path:
             return asyncio.run(_run(args, path))
@@ -67,6 +68,11 @@ async def _run(args: argparse.Namespace, path: Path) -> int:
     from affectline.recording import analyse as an
     from affectline.recording.blazeface import BlazeFace
     from affectline.recording.decode import RecordingError
+    from affectline.recording.job import (
+        ProgressHooks,
+        RecordingRequest,
+        analyse_and_store,
+    )
     from affectline.storage.batch_writer import GroupCommitWriter
     from affectline.storage.timeline_store import open_store
 
@@ -75,53 +81,45 @@ async def _run(args: argparse.Namespace, path: Path) -> int:
     consent = an.load_consent(args.consent_file)
     if not args.video_id.strip():
         raise RecordingError("--video must not be empty")
-    if True:  # the recording is held (a stdin copy deleted) by run() around this call
-        model = EmotionModel.load(ModelRegistry().get(settings.model), intra_op_threads=1, spin=False)
-        infer_s = [0.0]
+    request = RecordingRequest(args.video_id, args.variant_id, args.viewer_id, consent, args.offset_ms)
+    model = EmotionModel.load(ModelRegistry(settings.models_root).get(settings.model), intra_op_threads=1, spin=False)
+    infer_s = [0.0]
 
-        def predict(x):
-            t = time.perf_counter()
-            try:
-                return model.predict(x)
-            finally:
-                infer_s[0] += time.perf_counter() - t
-
-        batcher = DynamicBatcher(predict, BatcherConfig(max_batch_size=an.CHUNK_FRAMES, max_queue_delay_s=0.002))
-        analyser = an.RecordingAnalyser(BlazeFace(threads=1), batcher.submit, model.crop_size, model.class_names,
-                                        infer_seconds=lambda: infer_s[0])
-        bar = tqdm(unit="frame", file=sys.stderr, disable=args.no_progress, desc="analysing", dynamic_ncols=True)
+    def predict(x):
+        t = time.perf_counter()
         try:
-            result = await analyser.analyse(path, offset_ms=args.offset_ms, progress=bar.update,
-                                            total=lambda n: setattr(bar, "total", n or None))
+            return model.predict(x)
         finally:
-            bar.close()
-            await batcher.stop()
-    # From here on only the timeline is used; run() deletes a stdin copy when this returns.
-    frames = an.smooth(result.frames, SmoothingConfig.parse(settings.smoothing))
-    if not frames:
-        raise RecordingError("every frame falls before the video's start with this --offset-ms; nothing is stored")
-    viewer_id = args.viewer_id or an.new_viewer_id()
-    record = an.session_record(video_id=args.video_id, variant_id=args.variant_id, viewer_id=viewer_id,
-                               consent=consent, model=model.key, capture_fps=an.capture_fps(frames, result.info))
+            infer_s[0] += time.perf_counter() - t
+
+    batcher = DynamicBatcher(predict, BatcherConfig(max_batch_size=an.CHUNK_FRAMES, max_queue_delay_s=0.002))
+    analyser = an.RecordingAnalyser(BlazeFace(threads=1), batcher.submit, model.crop_size, model.class_names,
+                                    infer_seconds=lambda: infer_s[0])
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    t = time.perf_counter()
+    bar = tqdm(unit="frame", file=sys.stderr, disable=args.no_progress, desc="analysing", dynamic_ncols=True)
+    hooks = ProgressHooks(expected=lambda n: setattr(bar, "total", n or None), scored=bar.update,
+                          storing=bar.close)
     with open_store(settings.resolved_database_url, migrate=True) as store:
         writer = GroupCommitWriter(store)
         try:
-            await an.store_timeline(store, writer, record, frames, viewer_generated=args.viewer_id is None)
+            # run() deletes a stdin copy of the recording when this returns; only the timeline stays.
+            outcome = await analyse_and_store(path, request, analyser, store=store, writer=writer,
+                                              smoothing=SmoothingConfig.parse(settings.smoothing),
+                                              model_key=model.key, hooks=hooks)
         finally:
+            bar.close()
+            await batcher.stop()
             writer.close()
-    result.times.store = time.perf_counter() - t
-    result.times.wall += result.times.store
+    record, frames = outcome.record, outcome.frames
     if args.out:
         an.write_timeline(args.out, frames, {"session_id": record.session_id, "video_id": record.video_id,
-                                             "variant_id": record.variant_id, "viewer_id": viewer_id,
+                                             "variant_id": record.variant_id, "viewer_id": record.viewer.viewer_id,
                                              "model": model.key, "offset_ms": args.offset_ms})
-    with_face = sum(f.probs is not None for f in frames)
-    print(f"{record.session_id}\t{len(frames)} frames, {with_face} with a face, video time "
-          f"{frames[0].video_time_ms}-{frames[-1].video_time_ms} ms, viewer {viewer_id}, model {model.key}")
+    print(f"{record.session_id}\t{len(frames)} frames, {outcome.summary.frames_with_face} with a face, video time "
+          f"{frames[0].video_time_ms}-{frames[-1].video_time_ms} ms, viewer {record.viewer.viewer_id}, "
+          f"model {model.key}")
     if args.bench:
-        print(bench_report(result.times, result.info), file=sys.stderr)
+        print(bench_report(outcome.analysis.times, outcome.analysis.info), file=sys.stderr)
     return 0
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from affectline.serve_process import ServeProcess, start_serve
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 LOCUSTFILE = REPO_ROOT / "loadtest" / "locustfile.py"
 P99_SLO_MS = 100.0
 STEPS = 10  # reporting steps per run (the ramp shape's plateaus)
@@ -50,6 +50,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--http-port", type=int, help="HTTP port (with --host; default 8080)")
     p.add_argument("--database-url", help="with --host: that server's database, to count stored frames "
                    "(it must hold nothing else being written); without it that SLO is not checked")
+    p.add_argument("--api-key", default=os.environ.get("AFFECTLINE_API_KEY"),
+                   help="with --host: an analytics:read API key for the analysts (default: $AFFECTLINE_API_KEY); "
+                   "without --host one is made in the started server's database")
     p.add_argument("--fps", type=float, default=30.0, help="frames per second per viewer (default: 30)")
     p.add_argument("--frames-per-batch", type=int, default=10, help="frames per PushCrops batch (default: 10)")
     p.add_argument("--processes", type=int, default=1, help="Locust load-generator processes (default: 1)")
@@ -79,6 +82,20 @@ def _log(msg: str) -> None:
 def start_server(workdir: Path, log_path: Path) -> tuple[ServeProcess, str]:
     url = f"sqlite:///{workdir / 'loadtest.db'}"
     return start_serve(workdir, log_path, ["--database-url", url]), url
+
+
+def analyst_key(db_url: str) -> str:
+    """A new analytics:read key in the started server's database, for the analyst users."""
+    from affectline.auth.issuing import issue_key
+    from affectline.auth.scopes import ANALYTICS_READ
+    from affectline.storage.api_key_store import ApiKeyStore
+    from affectline.storage.database import make_engine
+
+    engine = make_engine(db_url)
+    try:
+        return issue_key(ApiKeyStore(engine), "loadtest analysts", [ANALYTICS_READ]).token
+    finally:
+        engine.dispose()
 
 
 def read_stats(csv_path: Path) -> dict[str, dict[str, str]]:
@@ -251,6 +268,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--users, --processes, --fps and --frames-per-batch must be positive")
         if not args.host and (args.grpc_port or args.http_port or args.database_url):
             raise ValueError("--grpc-port/--http-port/--database-url go with --host (without it a server is started)")
+        if args.host and not args.api_key:
+            raise ValueError("with --host the analysts need an analytics:read key: --api-key or AFFECTLINE_API_KEY "
+                             "(`affectline keys create --name loadtest --scope analytics:read`)")
     except ValueError as exc:
         print(f"affectline loadtest: error: {exc}", file=sys.stderr)
         return 2
@@ -269,12 +289,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.host:
             host, grpc_port, http_port, db_url = args.host, args.grpc_port or 50051, args.http_port or 8080, args.database_url
+            api_key = args.api_key
         else:
             _log("starting affectline serve (temporary SQLite database) ...")
             server, db_url = start_server(Path(workdir.name), out / "server.log")
             grpc_port, http_port = server.grpc_port, server.http_port
             host = "127.0.0.1"
             cpu = CpuSampler(server.proc.pid)
+            api_key = analyst_key(db_url)
             _log(f"server ready: gRPC {host}:{grpc_port}, HTTP {host}:{http_port} (log: {out / 'server.log'})")
 
         rate = args.spawn_rate or max(1.0, args.users / 5)
@@ -290,7 +312,7 @@ def run(args: argparse.Namespace) -> int:
              f"{args.frames_per_batch} frames/batch, {args.processes} process(es)")
         started = time.monotonic()
         locust = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                  env={**os.environ, "PYTHONUNBUFFERED": "1", "AFFECTLINE_API_KEY": api_key})
         assert locust.stdout is not None
         with (out / "locust.log").open("w") as log:
             for line in locust.stdout:

@@ -1,0 +1,1 @@
+"""API keys of analysts and partner systems: format, scopes, issuing and the per-call check."""
