@@ -128,9 +128,12 @@ def test_cancel_deletes_the_copy_and_stores_nothing(tmp_path, recording, consent
     spool.mkdir()
     env = {**os.environ, "AFFECTLINE_DATABASE_URL": "", "AFFECTLINE_DATA_DIR": str(tmp_path / "data"),
            "TMPDIR": str(spool)}
+    # Ctrl-C at a terminal: SIGINT at its default disposition, even where this test itself runs as
+    # a background job of a non-interactive shell (which starts its children with SIGINT ignored).
     p = subprocess.Popen([sys.executable, "-m", "affectline", "analyze-video", "-", "--video", "v",
                           "--consent-file", str(consent), "--no-progress"], stdin=subprocess.PIPE,
-                         stderr=subprocess.PIPE, env=env)
+                         stderr=subprocess.PIPE, env=env,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert p.stdin is not None
     p.stdin.write(recording.read_bytes()[:4096])  # the upload is still arriving
     p.stdin.flush()

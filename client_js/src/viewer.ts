@@ -11,7 +11,7 @@ import { deriveBatchKey, newKeyPair } from "./e2ee";
 import { Cropper, DEFAULT_CROP, detect, loadDetector, type Face } from "./face";
 import { Uploader, sleep } from "./uploader";
 
-export const NOTICE_VERSION = "2026-11-22";
+export const NOTICE_VERSION = "2026-12-06"; // bump with every change to the notice text in watch.html
 const TARGET_FPS = 30;
 const FRAMES_PER_BATCH = 10; // one batch per ~333 ms at 30 fps
 const ASSETS = "/app";
