@@ -10,7 +10,6 @@ import asyncio
 import hashlib
 import hmac
 import logging
-import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -43,7 +42,6 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 REQUIRED_CONSENT_SCOPE = "emotion"
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 # seq is u64 on the wire (it is in the AAD as such) but BIGINT in the database.
 MAX_SEQ = 2**63 - 1
 # Upper bound of one serialized CropFrame's bytes besides its crop (tags, lengths, time,
@@ -80,21 +78,6 @@ class Score(Protocol):
 
 def _error(code: Code, message: str) -> ConnectError:
     return ConnectError(code, message)
-
-
-def _valid_timestamp(ts: object) -> bool:
-    """Within google.protobuf.Timestamp's documented range (years 1-9999): others overflow datetime."""
-    return -62135596800 <= ts.seconds <= 253402300799 and 0 <= ts.nanos <= 999_999_999  # type: ignore[attr-defined]
-
-
-def _check_id(value: str, what: str, *, allow_empty: bool = False) -> None:
-    if allow_empty and value == "":
-        return
-    if not _ID_RE.match(value):
-        raise _error(
-            Code.INVALID_ARGUMENT,
-            f"{what} must be 1-128 characters of letters, digits, '.', '_', ':' or '-', got {value!r}",
-        )
 
 
 def _token_hash(token: str) -> bytes:
@@ -147,12 +130,13 @@ class SessionService:
     # --- StartSession -------------------------------------------------------------------
 
     async def start_session(self, request: session_pb2.StartSessionRequest, ctx: object = None) -> session_pb2.StartSessionResponse:
-        _check_id(request.video_id, "video_id")
-        _check_id(request.variant_id, "variant_id", allow_empty=True)
+        validation.check_id(request.video_id, "video_id")
+        validation.check_id(request.variant_id, "variant_id", allow_empty=True)
         viewer = request.viewer
-        _check_id(viewer.viewer_id, "viewer.viewer_id")
+        validation.check_id(viewer.viewer_id, "viewer.viewer_id")
         consent = viewer.consent
-        if not consent.notice_version or not consent.HasField("consented_at") or not _valid_timestamp(consent.consented_at):
+        # Its range (so that it converts to a datetime) is checked by validation.check_start below.
+        if not consent.notice_version or not consent.HasField("consented_at"):
             raise _error(Code.INVALID_ARGUMENT, "viewer.consent needs notice_version and consented_at")
         scopes = tuple(dict.fromkeys(s.strip() for s in consent.scopes if s.strip()))
         if REQUIRED_CONSENT_SCOPE not in scopes:
@@ -267,6 +251,14 @@ class SessionService:
             self._metrics.decrypt_failures.labels(reason="expired").inc()
             raise _error(Code.FAILED_PRECONDITION, f"session {record.session_id} expired at {record.expires_at.isoformat()}")
 
+    def _storage_failed(self, session_id: str, seq: int, what: str, exc: Exception) -> ConnectError:
+        """A batch that could not be stored: counted, logged with the cause (which may hold SQL
+        and its parameters), answered without it, with the retry hint clients follow."""
+        self._metrics.db_write_errors.inc()
+        log.error("session %s seq %d: storing the batch %s: %s", session_id, seq, what, exc)
+        return _error(Code.UNAVAILABLE, f"seq {seq}: could not store the batch; re-send the same batch after "
+                                        f"retry_after_ms={STORAGE_RETRY_AFTER_MS}")
+
     def _gone(self, session_id: str) -> ConnectError:
         """The session's row is gone (erased, or purged by retention): drop it from memory."""
         self._sessions.forget(session_id)
@@ -325,14 +317,9 @@ class SessionService:
                 raise _error(Code.INVALID_ARGUMENT, f"nonce reused: seq {seq} carries a nonce an earlier batch used") from exc
             if await self._io(self._store.get_session, sid) is None:  # erased while live
                 raise self._gone(sid) from exc
-            self._metrics.db_write_errors.inc()
-            log.error("session %s seq %d: storing the batch violated a constraint: %s", sid, seq, exc)
-            raise _error(Code.UNAVAILABLE, f"seq {seq}: could not store the batch; re-send the same batch after retry_after_ms={STORAGE_RETRY_AFTER_MS}") from exc
+            raise self._storage_failed(sid, seq, "violated a constraint", exc) from exc
         except Exception as exc:
-            # The exception may hold SQL and its parameters: logged here, never sent.
-            self._metrics.db_write_errors.inc()
-            log.error("session %s seq %d: storing the batch failed: %s", sid, seq, exc)
-            raise _error(Code.UNAVAILABLE, f"seq {seq}: could not store the batch; re-send the same batch after retry_after_ms={STORAGE_RETRY_AFTER_MS}") from exc
+            raise self._storage_failed(sid, seq, "failed", exc) from exc
         if not stored:
             # A racing copy of this seq was stored first: a retry if the content is the same.
             previous = await self._io(self._store.get_batch, sid, seq)
@@ -368,8 +355,6 @@ class SessionService:
             validation.check_frame(f, seq, i, now)
             if f.video_time_ms < 0:
                 raise _error(Code.INVALID_ARGUMENT, f"seq {seq} frame {i}: video_time_ms must be >= 0")
-            if f.HasField("captured_at") and not _valid_timestamp(f.captured_at):
-                raise _error(Code.INVALID_ARGUMENT, f"seq {seq} frame {i}: captured_at is not a valid timestamp")
             if f.face_present:
                 if len(f.crop) != spec.crop_bytes:
                     raise _error(
