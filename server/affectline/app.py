@@ -221,12 +221,13 @@ def build_parts(settings: Settings) -> Parts:
     writer = GroupCommitWriter(store, metrics=metrics)
     key_wrapper = KeyWrapper(load_or_create_kek(settings))
     # Live feed and webhooks hear of stored batches and ended sessions from the session service.
-    # Its emotion mixes use the analytics' minimum-viewers floor.
+    # One minimum-viewers floor (AFFECTLINE_MIN_SEGMENT_VIEWERS) for the analytics and the live
+    # feed's emotion mixes, so a configured floor cannot be read around through WatchLive.
+    analytics_config = replace(ANALYTICS_DEFAULTS, min_viewers=settings.min_segment_viewers)
     live_feed = LiveFeed(window_s=settings.live_window_s, idle_s=settings.live_idle_s,
-                         min_viewers=ANALYTICS_DEFAULTS.min_viewers)
+                         min_viewers=analytics_config.min_viewers)
     webhook_store = WebhookStore(engine, key_wrapper)
-    analytics_service = AnalyticsService(store=store, rollups=RollupStore(engine),
-                                         config=replace(ANALYTICS_DEFAULTS, min_viewers=settings.min_segment_viewers))
+    analytics_service = AnalyticsService(store=store, rollups=RollupStore(engine), config=analytics_config)
     # key_moments.changed: every AFFECTLINE_WEBHOOK_KEY_MOMENTS_CHECK_S, the campaigns with ended
     # sessions and a subscribed endpoint get their key moments from the analytics (docs/api.md).
     key_moments = analytics_source(analytics_service.get_key_moments,
