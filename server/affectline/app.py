@@ -29,7 +29,9 @@ from affectline.inference.run_budget import RunLayout, fit_to_run_budget
 from affectline.inference.variant_probe import PROBE_BATCH, describe as describe_timings
 from affectline.metrics import Metrics
 from affectline.models.registry import ModelRegistry
-from affectline.rate_limit import KeyRateLimitMiddleware, RateLimiter, grpc_key_interceptor
+from affectline.rate_limit import KeyLimiter, KeyRateLimitMiddleware, RateLimiter, grpc_key_interceptor
+from affectline.redis_rate_limit import SharedRateLimiter
+from affectline.redis_shared import RedisShared
 from affectline.serving.grpc_server import GrpcServer, build_grpc_server
 from affectline.serving.http_app import build_http_app
 from affectline.serving.pages import page_routes
@@ -43,6 +45,7 @@ from affectline.services.analytics_service import AnalyticsService
 from affectline.services.recording_service import MAX_CHUNK_BYTES, RecordingService
 from affectline.services.live_feed import LiveFeed
 from affectline.services.live_service import LiveService
+from affectline.services.live_stream import LiveStream, pseudonyms
 from affectline.services.session_events import SessionEventFanOut, SessionEvents
 from affectline.services.webhook_service import WebhookService
 from affectline.services.send_pacer import SendPacer
@@ -120,6 +123,9 @@ class Parts:
     live_service: LiveService
     webhooks: Webhooks
     recording_service: RecordingService | None = None
+    # With AFFECTLINE_REDIS_URL: the shared Redis and the live feed's fan-out through it.
+    redis: RedisShared | None = None
+    live_stream: LiveStream | None = None
 
 
 def announce_first_key(first: FirstKey | None) -> None:
@@ -219,13 +225,20 @@ def build_parts(settings: Settings) -> Parts:
     )
     width, height = model.crop_size
     writer = GroupCommitWriter(store, metrics=metrics)
-    key_wrapper = KeyWrapper(load_or_create_kek(settings))
+    kek = load_or_create_kek(settings)
+    key_wrapper = KeyWrapper(kek)
+    redis = RedisShared.connect(settings.redis_url, settings.redis_prefix) if settings.redis_url else None
     # Live feed and webhooks hear of stored batches and ended sessions from the session service.
     # One minimum-viewers floor (AFFECTLINE_MIN_SEGMENT_VIEWERS) for the analytics and the live
     # feed's emotion mixes, so a configured floor cannot be read around through WatchLive.
     analytics_config = replace(ANALYTICS_DEFAULTS, min_viewers=settings.min_segment_viewers)
+    # With Redis, the feed names viewers and sessions by keyed pseudonyms (the KEK is shared by
+    # replicas), so the viewer floor counts a viewer once across replicas and no id leaves the pod.
     live_feed = LiveFeed(window_s=settings.live_window_s, idle_s=settings.live_idle_s,
-                         min_viewers=analytics_config.min_viewers)
+                         min_viewers=analytics_config.min_viewers, pseudonym=pseudonyms(kek) if redis else None)
+    live_stream = (LiveStream(live_feed, redis.commands, redis.reader, redis.key("live"),
+                              maxlen=settings.redis_stream_maxlen, metrics=metrics)
+                   if redis else None)
     webhook_store = WebhookStore(engine, key_wrapper)
     analytics_service = AnalyticsService(store=store, rollups=RollupStore(engine), config=analytics_config)
     # key_moments.changed: every AFFECTLINE_WEBHOOK_KEY_MOMENTS_CHECK_S, the campaigns with ended
@@ -233,7 +246,8 @@ def build_parts(settings: Settings) -> Parts:
     key_moments = analytics_source(analytics_service.get_key_moments,
                                    lambda video_id: bool(webhook_store.targets(video_id, KEY_MOMENTS_CHANGED)))
     webhooks = build_webhooks(settings, webhook_store, metrics, key_moments=key_moments)
-    listeners: list[SessionEvents] = [live_feed, webhooks.dispatcher]
+    # The live stream counts each batch in the feed itself and publishes it: the feed is not a listener then.
+    listeners: list[SessionEvents] = [live_stream or live_feed, webhooks.dispatcher]
     if webhooks.key_moments_watch is not None:
         listeners.append(webhooks.key_moments_watch)
     session_service = SessionService(
@@ -248,6 +262,9 @@ def build_parts(settings: Settings) -> Parts:
         pacer=SendPacer() if settings.send_pacing else None,
         max_sessions_per_viewer=settings.max_sessions_per_viewer,
         idle_evict_s=settings.session_idle_evict_s,
+        # Per session the bucket stays in memory even with Redis: all of a session's batches reach
+        # the one replica holding it (session affinity), so the bucket there is exact and costs no
+        # round trip; after a re-hash the session starts a full bucket on its new replica.
         rate_limiter=RateLimiter(settings.rate_limit_session_rps, settings.rate_limit_session_burst)
         if settings.rate_limit_session_rps > 0 else None,
         events=SessionEventFanOut(listeners),
@@ -265,7 +282,8 @@ def build_parts(settings: Settings) -> Parts:
     metrics.active_sessions.set(store.active_session_count(datetime.now(timezone.utc)))
     return Parts(settings, metrics, engine, store, writer, model, batcher, session_service, analytics_service, bindings,
                  api_keys=api_keys, authenticator=Authenticator(api_keys, cache_s=settings.api_key_cache_s),
-                 live_service=live_service, webhooks=webhooks, recording_service=recording_service)
+                 live_service=live_service, webhooks=webhooks, recording_service=recording_service,
+                 redis=redis, live_stream=live_stream)
 
 
 class AffectlineServer:
@@ -275,7 +293,11 @@ class AffectlineServer:
         self.parts = parts
         s = parts.settings
         self.tls = transport_security(s)  # TLS files, and plaintext only on loopback unless allowed
-        self._key_limiter = RateLimiter(s.rate_limit_key_rps, s.rate_limit_key_burst)
+        local_keys = RateLimiter(s.rate_limit_key_rps, s.rate_limit_key_burst)
+        # With Redis, one bucket per key for all replicas; this replica's own while Redis fails.
+        self._key_limiter: KeyLimiter = (SharedRateLimiter(parts.redis.commands, parts.redis.key("ratelimit:"),
+                                                           local_keys, errors=parts.metrics.redis_errors)
+                                         if parts.redis is not None else local_keys)
         self._grpc: GrpcServer = build_grpc_server(parts.bindings, parts.metrics, f"{s.host}:{s.grpc_port}",
                                                    authorize=parts.authenticator.authorize,
                                                    credentials=self.tls.grpc_credentials(),
@@ -320,6 +342,10 @@ class AffectlineServer:
     async def start(self) -> None:
         self._retention_task = asyncio.create_task(self._retention_loop(), name="affectline-retention")
         await self.parts.batcher.start()
+        if self.parts.redis is not None and self.parts.live_stream is not None:
+            await self.parts.live_stream.start()
+            log.info("live feed and per-key rate limits shared through Redis at %s (key prefix %r)",
+                     self.parts.redis.url, self.parts.settings.redis_prefix)
         await self.parts.webhooks.deliveries.start()
         await self.parts.webhooks.dispatcher.background.start()
         if self.parts.webhooks.key_moments_watch is not None:
@@ -386,6 +412,10 @@ class AffectlineServer:
         await webhooks.dispatcher.background.stop()
         await webhooks.deliveries.stop()  # deliveries still waiting are dropped (docs/api.md, "Webhooks")
         await webhooks.sender.close()
+        if self.parts.live_stream is not None:
+            await self.parts.live_stream.stop()
+        if self.parts.redis is not None:
+            await self.parts.redis.close()
         self.parts.engine.dispose()
 
     async def run_until(self, stop: asyncio.Event) -> None:

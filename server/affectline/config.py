@@ -131,6 +131,14 @@ class Settings:
     recording_upload_ttl_s: float = 3600.0
     # Key-encryption key for stored session keys: 64 hex chars. Empty: <data_dir>/kek.bin, made on first start.
     kek_hex: str = ""
+    # Shared live state across replicas (redis_shared.py): WatchLive's feed through a Redis Stream
+    # and the per-API-key rate limit in Redis. Empty: both per process (one node needs no Redis).
+    # May hold a password, so it stays out of repr.
+    redis_url: str = field(default="", repr=False)
+    # Prefix of every Redis key, so deployments (and test runs) can share one Redis.
+    redis_prefix: str = "affectline:"
+    # Approximate bound of the live stream (XADD MAXLEN ~): at most 4 messages/s per replica.
+    redis_stream_maxlen: int = 10000
 
     @property
     def models_root(self) -> Path:

@@ -31,6 +31,10 @@ class Metrics:
     db_group_size: Histogram
     queued_crops: Gauge
     rejected_batches: Counter
+    sessions_served: Counter
+    live_stream_messages: Counter
+    live_stream_lag: Histogram
+    redis_errors: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -82,5 +86,25 @@ class Metrics:
             rejected_batches=Counter(
                 "affectline_rejected_batches_total", "Crop batches refused before inference, by reason "
                 "(e.g. queue_full for backpressure).", ["reason"], registry=r,
+            ),
+            sessions_served=Counter(
+                "affectline_sessions_served_total", "Sessions this process stored crop batches for, each "
+                "counted once while it holds the session: behind a session-affine proxy the sum over "
+                "replicas equals the sessions that sent batches (a session that moved counts on each).",
+                registry=r,
+            ),
+            # With AFFECTLINE_REDIS_URL (services/live_stream.py, redis_rate_limit.py).
+            live_stream_messages=Counter(
+                "affectline_live_stream_messages_total", "Live-feed updates on the Redis stream: published by "
+                "this replica, consumed from other replicas, or dropped (not published: Redis unreachable).",
+                ["direction"], registry=r,
+            ),
+            live_stream_lag=Histogram(
+                "affectline_live_stream_lag_seconds", "Time from another replica publishing a live-feed "
+                "update to this replica merging it into its feed.", buckets=LATENCY_BUCKETS, registry=r,
+            ),
+            redis_errors=Counter(
+                "affectline_redis_errors_total", "Failed Redis calls, by use (live_stream, rate_limit); the "
+                "per-key rate limit then falls back to this replica's own buckets.", ["use"], registry=r,
             ),
         )

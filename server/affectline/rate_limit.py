@@ -4,6 +4,9 @@ API key (every call that carries one), answered with RESOURCE_EXHAUSTED and a re
 A bucket holds up to `burst` tokens and refills at `rate` tokens per second; each request takes
 one. Buckets live in memory, per server process, in a bounded LRU map: a flood of distinct keys
 evicts the least recently used buckets (which then start full again) instead of growing memory.
+With AFFECTLINE_REDIS_URL the per-key buckets live in Redis instead, shared by every replica
+(redis_rate_limit.py). The per-session ones stay here: a session's batches all reach the one
+replica that holds it (session affinity), so its bucket there is exact and costs no round trip.
 
 The API-key limiter is keyed by the SHA-256 of the credential as sent (the `authorization`
 header's bearer token, or `x-api-key`), never by the key id alone: a caller who knows a key's
@@ -20,7 +23,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
@@ -74,12 +77,28 @@ class RateLimiter:
                 return None
             return (1.0 - bucket.tokens) / self.rate
 
+    async def take(self, key: str) -> float | None:
+        """`acquire`, as a KeyLimiter."""
+        return self.acquire(key)
+
     def forget(self, key: str) -> None:
         with self._lock:
             self._buckets.pop(key, None)
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+class KeyLimiter(Protocol):
+    """What the per-key interceptor and middleware take a token from: this module's RateLimiter
+    (per process) or redis_rate_limit.SharedRateLimiter (across replicas)."""
+
+    @property
+    def enabled(self) -> bool: ...
+
+    async def take(self, key: str) -> float | None:
+        """None when granted, else the seconds until a token will be there."""
+        ...
 
 
 def retry_after_ms(seconds: float) -> int:
@@ -139,7 +158,7 @@ SESSION_SETTING = "AFFECTLINE_RATE_LIMIT_SESSION_RPS"
 # ------------------------------------------------------------------ native gRPC
 
 
-def grpc_key_interceptor(limiter: RateLimiter) -> Any:
+def grpc_key_interceptor(limiter: KeyLimiter) -> Any:
     """A grpc.aio server interceptor taking one token per call that carries an API key."""
     import grpc
 
@@ -149,7 +168,7 @@ def grpc_key_interceptor(limiter: RateLimiter) -> Any:
             if handler is None or not limiter.enabled:
                 return handler
             key = credential_key((k.lower(), v if isinstance(v, str) else "") for k, v in details.invocation_metadata or ())
-            wait = None if key is None else limiter.acquire(key)
+            wait = None if key is None else await limiter.take(key)
             if wait is None:
                 return handler
             message = limited_message("with this API key", wait, KEY_SETTING)
@@ -188,7 +207,7 @@ class KeyRateLimitMiddleware:
     end-of-stream error for Connect streams), everything else (JSON-RPC, pages) HTTP 429 with
     a JSON-RPC error body."""
 
-    def __init__(self, app: Any, limiter: RateLimiter) -> None:
+    def __init__(self, app: Any, limiter: KeyLimiter) -> None:
         self._app = app
         self._limiter = limiter
 
@@ -198,7 +217,7 @@ class KeyRateLimitMiddleware:
             return
         headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope.get("headers", ())]
         key = credential_key(headers)
-        wait = None if key is None else self._limiter.acquire(key)
+        wait = None if key is None else await self._limiter.take(key)
         if wait is None:
             await self._app(scope, receive, send)
             return
