@@ -2,7 +2,9 @@
 
 grpc runs on gevent (grpc.experimental.gevent.init_gevent() in the locustfile, before any channel),
 and every unary RPC fires a Locust request event from a client interceptor, as in Locust's
-documented gRPC example. Stream messages fire one event per acknowledged batch.
+documented gRPC example. Stream messages fire one event per acknowledged batch. Every call after
+StartSession carries the session id as `x-affectline-session` metadata, as partner_client does, so
+a proxy hashing on it (deploy/haproxy/haproxy.cfg) keeps each session on one replica.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
+from affectline.partner_client import SESSION_HEADER
 from affectline.v1 import session_pb2, session_pb2_grpc
 from gevent.queue import Queue
 from locust import User, task
@@ -20,6 +23,11 @@ from viewer import ViewerFlow
 
 PUSH = "/affectline.v1.SessionService/PushCrops"
 STREAM = "/affectline.v1.SessionService/StreamCrops"
+
+
+def affinity(session_id: str) -> tuple[tuple[str, str], ...]:
+    """The metadata a session-affine proxy hashes on."""
+    return ((SESSION_HEADER, session_id),)
 
 
 class LocustInterceptor(grpc.UnaryUnaryClientInterceptor):
@@ -72,13 +80,13 @@ class GrpcViewerUser(ViewerFlow, User):
 
     def call_push(self, request: session_pb2.PushCropsRequest) -> session_pb2.PushCropsResponse | None:
         try:
-            return self.stub.PushCrops(request)
+            return self.stub.PushCrops(request, metadata=affinity(request.session_id))
         except grpc.RpcError:
             return None
 
     def call_end(self, request: session_pb2.EndSessionRequest) -> bool:
         try:
-            self.stub.EndSession(request)
+            self.stub.EndSession(request, metadata=affinity(request.session_id))
             return True
         except grpc.RpcError:
             return False
@@ -111,7 +119,7 @@ class GrpcStreamPartnerUser(GrpcViewerUser):
 
     def call_push(self, request: session_pb2.PushCropsRequest) -> session_pb2.PushCropsResponse | None:
         if self.acks is None:
-            self.acks = self.stub.StreamCrops(self._requests(self.outbox))
+            self.acks = self.stub.StreamCrops(self._requests(self.outbox), metadata=affinity(request.session_id))
         started = time.perf_counter()
         exception: BaseException | None = None
         ack = None

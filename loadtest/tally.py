@@ -1,7 +1,8 @@
 """What this Locust process saw, beyond Locust's own stats, written at test stop into --acked-dir:
 
 - acked-<pid>.json: frames acknowledged as newly stored (compared with the database afterwards),
-  sessions started/ended, the crop source;
+  sessions started/ended, the crop source, and the ids of the sessions with an acknowledged batch
+  (`sessions_acked_ids`: the multi-replica run checks each against the proxy's log);
 - steps-<pid>.json: crop-batch latencies (ms histogram), failures and pushing users per
   --step-seconds window, for the ramp's per-plateau table.
 
@@ -20,6 +21,7 @@ from typing import Any
 COUNTS: dict[str, int] = {"frames_acked": 0, "batches_acked": 0, "duplicate_acks": 0, "sessions_started": 0, "sessions_ended": 0}
 STEPS: dict[int, dict[str, Any]] = {}
 RECENT_SESSIONS: deque[str] = deque(maxlen=64)  # for the analysts' GetSessionTimeline
+ACKED_SESSIONS: set[str] = set()  # sessions with at least one newly stored batch
 T0 = [time.time()]
 
 
@@ -27,6 +29,7 @@ def reset() -> None:
     for k in COUNTS:
         COUNTS[k] = 0
     STEPS.clear()
+    ACKED_SESSIONS.clear()
     T0[0] = time.time()
 
 
@@ -48,5 +51,6 @@ def write(folder: str, crop_source: str) -> None:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     pid = os.getpid()
-    (out / f"acked-{pid}.json").write_text(json.dumps({**COUNTS, "crop_source": crop_source}))
+    (out / f"acked-{pid}.json").write_text(json.dumps({**COUNTS, "crop_source": crop_source,
+                                                       "sessions_acked_ids": sorted(ACKED_SESSIONS)}))
     (out / f"steps-{pid}.json").write_text(json.dumps({str(k): v for k, v in STEPS.items()}))

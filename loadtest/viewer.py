@@ -111,12 +111,13 @@ def shielded(push: Callable[[], None]) -> None:
         raise
 
 
-def count_ack(ack: session_pb2.PushCropsResponse) -> None:
+def count_ack(ack: session_pb2.PushCropsResponse, session_id: str) -> None:
     if ack.duplicate:
         tally.COUNTS["duplicate_acks"] += 1
     else:
         tally.COUNTS["frames_acked"] += len(ack.results)
         tally.COUNTS["batches_acked"] += 1
+        tally.ACKED_SESSIONS.add(session_id)
 
 
 class ViewerFlow:
@@ -193,4 +194,4 @@ class ViewerFlow:
             self.session = None  # a failed batch leaves a seq gap; start over with a new session
             return
         self.clock.acked(hint(ack, "next_batch_in_ms"))
-        count_ack(ack)
+        count_ack(ack, session.session_id)

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import gevent
 import tally
+from affectline.partner_client import SESSION_HEADER
 from affectline.v1 import session_pb2
 from geventhttpclient import HTTPClient
 from locust import User, between, task
@@ -105,11 +106,13 @@ class GrpcWebViewerUser(ViewerFlow, HttpRpcUser):
         self.stop_viewer()
         super().on_stop()
 
-    def rpc(self, method: str, request: Any, response_type: type) -> Any:
-        """One unary call; None when it failed (the Locust event already says why)."""
+    def rpc(self, method: str, request: Any, response_type: type, session_id: str = "") -> Any:
+        """One unary call; None when it failed (the Locust event already says why). Calls of a started
+        session carry its id in `x-affectline-session`, as the browser's do (a proxy hashes on it)."""
+        headers = {**GRPC_WEB_HEADERS, SESSION_HEADER: session_id} if session_id else GRPC_WEB_HEADERS
         try:
             body, _ = self.call("grpc-web", f"grpc-web {method}", f"/affectline.v1.SessionService/{method}",
-                                grpc_web_frame(request.SerializeToString()), GRPC_WEB_HEADERS)
+                                grpc_web_frame(request.SerializeToString()), headers)
         except (RpcFailed, OSError, gevent.Timeout):
             return None
         return response_type.FromString(body)
@@ -118,10 +121,10 @@ class GrpcWebViewerUser(ViewerFlow, HttpRpcUser):
         return self.rpc("StartSession", request, session_pb2.StartSessionResponse)
 
     def call_push(self, request: session_pb2.PushCropsRequest) -> session_pb2.PushCropsResponse | None:
-        return self.rpc("PushCrops", request, session_pb2.PushCropsResponse)
+        return self.rpc("PushCrops", request, session_pb2.PushCropsResponse, request.session_id)
 
     def call_end(self, request: session_pb2.EndSessionRequest) -> bool:
-        return self.rpc("EndSession", request, session_pb2.EndSessionResponse) is not None
+        return self.rpc("EndSession", request, session_pb2.EndSessionResponse, request.session_id) is not None
 
 
 class AnalystUser(HttpRpcUser):
@@ -140,6 +143,8 @@ class AnalystUser(HttpRpcUser):
 
     @task(2)
     def _video_timeline(self) -> None:
+        if not tally.RECENT_SESSIONS:
+            return  # the video has no session yet (NOT_FOUND): its dashboard opens once viewers started
         body = json.dumps({"videoId": self.environment.parsed_options.video_id, "bucketMs": 1000}).encode()
         try:
             self.call("connect-json", "GetVideoTimeline", "/affectline.v1.AnalyticsService/GetVideoTimeline", body, self.headers)

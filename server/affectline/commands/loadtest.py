@@ -3,7 +3,8 @@
 Without --host it starts `affectline serve` on free loopback ports with a temporary SQLite
 database, runs loadtest/locustfile.py headless against it, stops the server (finishing
 in-flight batches), and then checks the SLOs from Locust's CSV stats, the users' ack counts
-and the frames in the database.
+and the frames in the database. With --replicas it hands over to loadtest_replicas (N servers
+on PostgreSQL behind HAProxy, once per replica count).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ P99_SLO_MS = 100.0
 STEPS = 10  # reporting steps per run (the ramp shape's plateaus)
 # Locust rows that carry crop batches: native unary, gRPC-web unary and the bidi stream.
 PUSH_ROWS = ("PushCrops", "grpc-web PushCrops", "StreamCrops")
+DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -57,6 +59,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--frames-per-batch", type=int, default=10, help="frames per PushCrops batch (default: 10)")
     p.add_argument("--processes", type=int, default=1, help="Locust load-generator processes (default: 1)")
     p.add_argument("--out", type=Path, help="folder for locust_*.csv, report.html, slo.json (default: a new temp folder)")
+    p.add_argument("--mix", help="user weights, e.g. viewer=5,web=3,partner=2,analyst=1 (default: the suite's, "
+                   "or $LOCUST_MIX)")
+    g = p.add_argument_group(
+        "replicas", "--replicas runs the same load once per replica count: that many servers on a scratch "
+        "PostgreSQL database behind HAProxy (deploy/haproxy/haproxy.cfg, hashing x-affectline-session), and "
+        "reports stored frames/s, latency, errors, frames per replica and session affinity; exit 1 when "
+        "something broke (errors, stored != acked, a session on two replicas). Example: affectline loadtest "
+        "--replicas 1,3 --users 30 --duration 60s --processes 2 --out /tmp/replicas")
+    g.add_argument("--replicas", help="comma-separated replica counts, e.g. 1,3 (default: one server, no proxy)")
+    g.add_argument("--pg-admin-url", default=os.environ.get("AFFECTLINE_LOADTEST_PG_URL", DEFAULT_PG_ADMIN_URL),
+                   help="with --replicas: a PostgreSQL database to CREATE/DROP the scratch database from "
+                   f"(default: $AFFECTLINE_LOADTEST_PG_URL or {DEFAULT_PG_ADMIN_URL})")
     return p
 
 
@@ -75,7 +89,7 @@ def parse_duration(text: str) -> int:
     return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
-def _log(msg: str) -> None:
+def progress(msg: str) -> None:
     print(f"[loadtest {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
@@ -142,6 +156,30 @@ def read_final_stats(json_path: Path) -> dict[str, dict[str, str]]:
     return rows
 
 
+@dataclass(frozen=True)
+class PushLatency:
+    """Every crop-batch call of a run together (the PUSH_ROWS), from Locust's final stats."""
+
+    calls: int
+    failures: int
+    p50_ms: int
+    p95_ms: int
+    p99_ms: int
+
+
+def push_latency(json_path: Path) -> PushLatency:
+    times: dict[int, int] = {}
+    calls = failures = 0
+    for e in json.loads(json_path.read_text()):
+        if e["name"] in PUSH_ROWS:
+            for k, v in e["response_times"].items():
+                times[int(k)] = times.get(int(k), 0) + v
+            calls += e["num_requests"]
+            failures += e["num_failures"]
+    n = sum(times.values())
+    return PushLatency(calls, failures, *(_percentile(times, n, q) for q in (0.5, 0.95, 0.99)))
+
+
 def read_acked(folder: Path) -> dict[str, int]:
     total: dict[str, int] = {}
     for path in folder.glob("acked-*.json"):
@@ -191,6 +229,14 @@ class CpuSampler:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def read_acked_sessions(folder: Path) -> set[str]:
+    """Ids of the sessions with at least one newly stored batch, over every Locust process."""
+    ids: set[str] = set()
+    for path in folder.glob("acked-*.json"):
+        ids.update(json.loads(path.read_text()).get("sessions_acked_ids", []))
+    return ids
 
 
 def read_steps(folder: Path, cpu: CpuSampler | None) -> list[Step]:
@@ -261,6 +307,49 @@ def print_table(checks: list[Check]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
+def locust_command(args: argparse.Namespace, *, duration_s: int, host: str, grpc_port: int, http_port: int,
+                   out: Path) -> list[str]:
+    """The headless Locust command line for this run's options, its files written into `out`."""
+    rate = args.spawn_rate or max(1.0, args.users / 5)
+    cmd = [str(Path(sys.executable).parent / "locust"), "-f", str(LOCUSTFILE), "--headless", "--only-summary",
+           "-u", str(args.users), "-r", str(rate), "-t", f"{duration_s}s", "--stop-timeout", "10",
+           "--host", f"http://{host}:{http_port}", "--grpc-target", f"{host}:{grpc_port}",
+           "--shape", args.shape, "--fps", str(args.fps), "--frames-per-batch", str(args.frames_per_batch),
+           "--video-id", f"loadtest-{int(time.time())}", "--step-seconds", str(duration_s / STEPS), "--acked-dir", str(out),
+           "--csv", str(out / "locust"), "--json-file", str(out / "locust_final"), "--html", str(out / "report.html"),
+           "--loglevel", os.environ.get("AFFECTLINE_LOADTEST_LOGLEVEL", "INFO")]
+    if args.mix:
+        cmd += ["--mix", args.mix]
+    if args.processes > 1:
+        cmd += ["--processes", str(args.processes)]
+    return cmd
+
+
+def run_locust(cmd: list[str], out: Path, api_key: str) -> int:
+    """Runs Locust to the end, its output into out/locust.log (tracebacks and errors echoed); its exit status."""
+    for old in [*out.glob("acked-*.json"), *out.glob("steps-*.json")]:
+        old.unlink()
+    locust = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1", "AFFECTLINE_API_KEY": api_key})
+    assert locust.stdout is not None
+    with (out / "locust.log").open("w") as log:
+        for line in locust.stdout:
+            log.write(line)
+            if "Traceback" in line or "Error" in line:
+                print(f"  locust: {line.rstrip()}", flush=True)
+    return locust.wait()
+
+
+def parse_replicas(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or any(not 1 <= n <= 16 for n in counts):
+        raise ValueError(f"bad --replicas {text!r}; use replica counts from 1 to 16, e.g. 1,3")
+    return counts
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         duration_s = parse_duration(args.duration)
@@ -268,6 +357,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--users, --processes, --fps and --frames-per-batch must be positive")
         if not args.host and (args.grpc_port or args.http_port or args.database_url):
             raise ValueError("--grpc-port/--http-port/--database-url go with --host (without it a server is started)")
+        if args.replicas:
+            parse_replicas(args.replicas)
+            if args.host or args.shape != "steady":
+                raise ValueError("--replicas starts its own servers and runs the steady shape (no --host, --shape)")
         if args.host and not args.api_key:
             raise ValueError("with --host the analysts need an analytics:read key: --api-key or AFFECTLINE_API_KEY "
                              "(`affectline keys create --name loadtest --scope analytics:read`)")
@@ -281,8 +374,10 @@ def run(args: argparse.Namespace) -> int:
 
     out = (args.out or Path(tempfile.mkdtemp(prefix="affectline-loadtest-"))).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    for old in [*out.glob("acked-*.json"), *out.glob("steps-*.json")]:
-        old.unlink()
+    if args.replicas:
+        from affectline.commands import loadtest_replicas
+
+        return loadtest_replicas.run(args, parse_replicas(args.replicas), duration_s, out)
     server: ServeProcess | None = None
     cpu: CpuSampler | None = None
     workdir = tempfile.TemporaryDirectory(prefix="affectline-loadtest-db-")
@@ -291,41 +386,25 @@ def run(args: argparse.Namespace) -> int:
             host, grpc_port, http_port, db_url = args.host, args.grpc_port or 50051, args.http_port or 8080, args.database_url
             api_key = args.api_key
         else:
-            _log("starting affectline serve (temporary SQLite database) ...")
+            progress("starting affectline serve (temporary SQLite database) ...")
             server, db_url = start_server(Path(workdir.name), out / "server.log")
             grpc_port, http_port = server.grpc_port, server.http_port
             host = "127.0.0.1"
             cpu = CpuSampler(server.proc.pid)
             api_key = analyst_key(db_url)
-            _log(f"server ready: gRPC {host}:{grpc_port}, HTTP {host}:{http_port} (log: {out / 'server.log'})")
+            progress(f"server ready: gRPC {host}:{grpc_port}, HTTP {host}:{http_port} (log: {out / 'server.log'})")
 
-        rate = args.spawn_rate or max(1.0, args.users / 5)
-        cmd = [str(Path(sys.executable).parent / "locust"), "-f", str(LOCUSTFILE), "--headless", "--only-summary",
-               "-u", str(args.users), "-r", str(rate), "-t", f"{duration_s}s", "--stop-timeout", "10",
-               "--host", f"http://{host}:{http_port}", "--grpc-target", f"{host}:{grpc_port}",
-               "--shape", args.shape, "--fps", str(args.fps), "--frames-per-batch", str(args.frames_per_batch),
-               "--video-id", f"loadtest-{int(time.time())}", "--step-seconds", str(duration_s / STEPS), "--acked-dir", str(out),
-               "--csv", str(out / "locust"), "--json-file", str(out / "locust_final"), "--html", str(out / "report.html"), "--loglevel", os.environ.get("AFFECTLINE_LOADTEST_LOGLEVEL", "INFO")]
-        if args.processes > 1:
-            cmd += ["--processes", str(args.processes)]
-        _log(f"locust: {args.users} users, shape {args.shape}, {duration_s} s, {args.fps:g} fps x "
+        cmd = locust_command(args, duration_s=duration_s, host=host, grpc_port=grpc_port, http_port=http_port, out=out)
+        progress(f"locust: {args.users} users, shape {args.shape}, {duration_s} s, {args.fps:g} fps x "
              f"{args.frames_per_batch} frames/batch, {args.processes} process(es)")
         started = time.monotonic()
-        locust = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  env={**os.environ, "PYTHONUNBUFFERED": "1", "AFFECTLINE_API_KEY": api_key})
-        assert locust.stdout is not None
-        with (out / "locust.log").open("w") as log:
-            for line in locust.stdout:
-                log.write(line)
-                if "Traceback" in line or "Error" in line:
-                    print(f"  locust: {line.rstrip()}", flush=True)
-        locust.wait()
-        _log(f"locust finished in {time.monotonic() - started:.0f} s (exit {locust.returncode}; log {out / 'locust.log'})")
+        code = run_locust(cmd, out, api_key)
+        progress(f"locust finished in {time.monotonic() - started:.0f} s (exit {code}; log {out / 'locust.log'})")
         if cpu is not None:
             cpu.stop()
         if server is not None:
-            _log("stopping the server (finishes in-flight batches) ...")
-            _log(f"server exited with {server.stop()}")
+            progress("stopping the server (finishes in-flight batches) ...")
+            progress(f"server exited with {server.stop()}")
             server = None
 
         stats_csv, stats_json = out / "locust_stats.csv", out / "locust_final.json"

@@ -118,10 +118,16 @@ class SessionService:
         self._rate = rate_limiter  # batches per second per session (rate_limit.py); None: unlimited
         # An evicted session also gives its send slot up (it gets a new one if it comes back).
         self._sessions = LiveSessions(store, key_wrapper, self._io, idle_s=idle_evict_s, now=now,
-                                      on_evict=pacer.leave if pacer is not None else lambda sid: None)
+                                      on_evict=self._evicted)
+        self._served: set[str] = set()  # held sessions already counted in affectline_sessions_served_total
         # Labelled counters used on every batch, looked up once.
         self._frames_with_face = metrics.frames.labels(face_present="true")
         self._frames_without_face = metrics.frames.labels(face_present="false")
+
+    def _evicted(self, session_id: str) -> None:
+        self._served.discard(session_id)
+        if self._pacer is not None:
+            self._pacer.leave(session_id)
 
     async def _io(self, fn: Callable[..., T], *args: object) -> T:
         """Runs a blocking storage call off the event loop."""
@@ -329,6 +335,9 @@ class SessionService:
         live.smoothing = smoothing
         live.max_seq = seq if live.max_seq is None else max(live.max_seq, seq)
         live.frames_accepted += len(frames)
+        if sid not in self._served:
+            self._served.add(sid)
+            self._metrics.sessions_served.inc()
         self._events.batch_stored(live.record, frames)
         with_face = sum(f.face_present for f in frames)
         self._frames_with_face.inc(with_face)
