@@ -11,10 +11,10 @@ from typing import Callable, Iterable
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import bindparam, text
+
 
 from affectline.partner_client import CallFailed, ClientSession, Frame, ResumableSender, start_request
-from affectline.storage.database import make_engine
+from affectline.storage.timeline_store import open_store
 
 FRAME_MS = 33
 
@@ -118,19 +118,8 @@ class SessionRunner(threading.Thread):
 
 def stored_frames(database_url: str, session_ids: Iterable[str]) -> dict[str, list[tuple[int, int, int]]]:
     """(seq, frame index, video_time_ms) of every stored frame, per session, read from the database."""
-    ids = list(session_ids)
-    engine = make_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(text("SELECT session_id, seq, frame_index, video_time_ms FROM frames "
-                                     "WHERE session_id IN :ids").bindparams(bindparam("ids", expanding=True)),
-                                {"ids": ids}).all()
-    finally:
-        engine.dispose()
-    out: dict[str, list[tuple[int, int, int]]] = {sid: [] for sid in ids}
-    for sid, seq, index, video_ms in rows:
-        out[sid].append((seq, index, video_ms))
-    return out
+    with open_store(database_url) as store:
+        return {sid: [(f.seq, f.index, f.video_time_ms) for f in store.session_frames(sid)] for sid in session_ids}
 
 
 @dataclass

@@ -156,3 +156,41 @@ def test_session_summary() -> None:
     assert [x.session_id for x in both] == ["s1", "s2"]
     assert summarize_sessions(rows, passes=1) == []
     assert replace(s, means=dict(s.means)) == s
+
+
+def test_run_map_behaves_as_the_dict_it_stands_for() -> None:
+    from affectline.analytics.run_map import RunMap, to_runs
+
+    rng = np.random.default_rng(3)
+    plain: dict[int, int] = {}
+    runs = RunMap()
+    for _ in range(400):
+        # Mostly the next second (a viewing going on), sometimes a second earlier (after a seek).
+        key = (max(plain) + 1 if plain else 0) if rng.random() < 0.8 else int(rng.integers(0, 60))
+        value = int(rng.integers(0, 2))
+        plain[key] = value
+        runs.set(key, value)
+        assert runs == plain and len(runs) == len(plain)
+    assert dict(RunMap(to_runs(plain))) == plain and to_runs(runs) == to_runs(plain)
+    assert runs.get(10_000) is None and 10_000 not in runs and runs.get(-1, 7) == 7
+    assert RunMap([[0, 59, 1]]).runs() == [[0, 59, 1]] and len(RunMap([[0, 59, 1], [70, 70, 2]])) == 61
+
+
+def test_ingest_pass_assignment_equals_assign_passes_batch_by_batch() -> None:
+    from affectline.analytics.definitions import DEFAULT_CONFIG
+    from affectline.analytics.rollup import SeekState, _passes, assign_passes
+    from affectline.storage.rollup_ingest import decode_state, encode_state
+
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        t, times = 0, []
+        for _ in range(300):
+            t += 33 if rng.random() > 0.02 else -int(rng.integers(100, 20_000))  # a seek back now and then
+            times.append(max(t, 0))
+        whole, _ = assign_passes(np.array(times))
+        state, got = SeekState(), []
+        for lo in range(0, len(times), 10):  # batches of 10, the state stored and read back between them
+            passes, state = _passes(times[lo:lo + 10], DEFAULT_CONFIG, state)
+            got += list(passes)
+            state = decode_state(encode_state(state, lo))[0]
+        assert got == whole.tolist()

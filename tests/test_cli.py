@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO_ROOT
+from db_backends import pg_admin_url, pg_migrated_url  # noqa: F401
 
 from affectline.models.registry import DEFAULT_MODEL, ModelRegistry
 from affectline.serve_process import ServeProcess, free_port, free_ports, start_serve
@@ -47,6 +48,18 @@ def test_db_upgrade_then_current(tmp_path):
     assert "(empty) ->" in up.stdout
     current = run("db", "current", "--database-url", url)
     assert current.returncode == 0 and current.stdout.strip() in up.stdout
+
+
+def test_db_partitions_lists_and_makes_days_on_postgresql(pg_migrated_url, tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    days = [datetime.now(UTC).date() + timedelta(days=d) for d in range(4)]
+    made = run("db", "partitions", "--ahead", "3", "--database-url", pg_migrated_url)
+    assert made.returncode == 0, made.stderr
+    listed = [line.split()[0] for line in made.stdout.splitlines()[1:]]
+    assert {f"batches_d{d:%Y%m%d}" for d in days} | {"batches_default"} <= set(listed)
+    sqlite = run("db", "partitions", "--database-url", f"sqlite:///{tmp_path / 'a.db'}")
+    assert sqlite.returncode == 2 and "PostgreSQL only" in sqlite.stderr and "Traceback" not in sqlite.stderr
 
 
 def test_bad_database_url_is_a_clear_error(tmp_path):

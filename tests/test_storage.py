@@ -28,10 +28,11 @@ from affectline.storage.records import (
     SessionRecord,
     ViewerInfo,
 )
+from affectline.storage import partitions
 from affectline.storage.timeline_store import TimelineStore
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
-TABLES = {"videos", "variants", "viewers", "sessions", "batches", "frames", "webhooks", "rollups", "api_keys"}
+TABLES = {"videos", "variants", "viewers", "sessions", "batches", "webhooks", "rollups", "api_keys"}
 P1 = (0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.015625)
 P2 = (0.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.03125)
 P3 = (0.25, 0.25, 0.25, 0.25, 0.0, 0.0, 0.0)
@@ -90,11 +91,16 @@ def test_migrations_from_empty_make_exactly_the_schema(empty_db_url: str) -> Non
     try:
         assert current_revision(engine) is None
         upgrade(engine)
-        assert current_revision(engine) == head_revision() == "0009"
-        assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
+        assert current_revision(engine) == head_revision() == "0010"
         with engine.connect() as conn:
+            day_partitions = partitions.partition_tables(conn)
+            if engine.dialect.name == "postgresql":  # the default partition, today's and tomorrow's
+                assert {"batches_default", partitions.partition_name(datetime.now(UTC).date())} <= day_partitions
+            assert set(inspect(engine).get_table_names()) - day_partitions == TABLES | {"alembic_version"}
             # Columns, types, nullability, keys, indexes and unique constraints of tables.py.
-            assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
+            context = MigrationContext.configure(conn, opts={
+                "include_name": lambda name, kind, _: not (kind == "table" and name in day_partitions)})
+            assert compare_metadata(context, SQLModel.metadata) == []
     finally:
         engine.dispose()
 
@@ -102,8 +108,8 @@ def test_migrations_from_empty_make_exactly_the_schema(empty_db_url: str) -> Non
 def test_upgrade_from_0003_drops_the_unused_time_index_and_keeps_the_frames(empty_db_url: str) -> None:
     engine = make_engine(empty_db_url)
     try:
-        # The data is written by today's store, then the schema goes down to 0003 (0007's
-        # downgrade keeps the frames) and back up to 0004.
+        # The data is written by today's store, then the schema goes down to 0003 (0010's
+        # downgrade unpacks the frames, 0007's keeps them), up to 0004, and back to the head.
         upgrade(engine)
         store = TimelineStore(engine)
         store.create_session(session_record())
@@ -117,7 +123,45 @@ def test_upgrade_from_0003_drops_the_unused_time_index_and_keeps_the_frames(empt
         upgrade(engine, "0004")
         assert current_revision(engine) == "0004"
         assert "ix_frames_session_time" not in indexes()
+        upgrade(engine)
         assert [(f.index, f.video_time_ms, f.probs) for f in store.session_frames("s1")] == [(0, 0, P1), (1, 33, None)]
+    finally:
+        engine.dispose()
+
+
+def test_migration_0010_packs_and_unpacks_every_field(empty_db_url: str) -> None:
+    engine = make_engine(empty_db_url)
+    try:
+        upgrade(engine)
+        store = TimelineStore(engine)
+        record = replace(session_record("s1"), consent=replace(session_record().consent, allowed_emotions=("happy", "sad")))
+        store.create_session(record)
+        store.create_session(session_record("s2"))
+        smoothed = replace(frame(0, 2, 66, P2), smoothed=P3, captured_at=None, face_box_size=None)
+        store.append_batch("s1", batch(0, [frame(0, 0, 0, P1), frame(0, 1, 33, None), smoothed]))
+        store.append_batch("s1", batch(1, [frame(1, 0, 100, P3)]))
+        store.append_batch("s2", batch(5, [frame(5, 0, -40, P2)]))
+        store.append_batch("s2", batch(6, []))
+        before = {sid: repr(store.session_frames(sid)) for sid in ("s1", "s2")}
+        batches = {sid: repr([store.get_batch(sid, q) for q in (0, 1, 5, 6)]) for sid in ("s1", "s2")}
+        assert "nan" in before["s1"]  # the emotions s1 withheld
+        config = alembic_config()
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0009")
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT session_id, seq, frame_index, video_time_ms, captured_at IS NULL, "
+                                        "p_angry, p_happy, s_happy, face_box_size FROM frames "
+                                        "ORDER BY session_id, seq, frame_index").all()
+            counts = conn.exec_driver_sql("SELECT session_id, seq, frames FROM batches ORDER BY 1, 2").all()
+        assert [tuple(r) for r in rows] == [
+            ("s1", 0, 0, 0, False, None, P1[3], None, 0.375), ("s1", 0, 1, 33, False, None, None, None, None),
+            ("s1", 0, 2, 66, True, None, P2[3], P3[3], None), ("s1", 1, 0, 100, False, None, P3[3], None, 0.375),
+            ("s2", 5, 0, -40, False, P2[0], P2[3], None, 0.375)]
+        assert [tuple(c) for c in counts] == [("s1", 0, 3), ("s1", 1, 1), ("s2", 5, 1), ("s2", 6, 0)]
+        upgrade(engine)
+        assert {sid: repr(store.session_frames(sid)) for sid in ("s1", "s2")} == before
+        assert {sid: repr([store.get_batch(sid, q) for q in (0, 1, 5, 6)]) for sid in ("s1", "s2")} == batches
     finally:
         engine.dispose()
 
@@ -192,21 +236,23 @@ def test_fast_batch_insert_stores_times_as_core_does(db_engine: Engine, store: T
     store.create_session(session_record())
     store.append_batch("s1", batch(1, [frame(1, 0, 250, P1)]))
     with db_engine.connect() as conn:
-        stored = conn.exec_driver_sql("SELECT captured_at FROM frames").scalar_one()
         started = conn.exec_driver_sql("SELECT started_at FROM sessions").scalar_one()
         accepted = conn.exec_driver_sql("SELECT accepted_at FROM batches").scalar_one()
-    assert type(stored) is type(started) is type(accepted)
-    if isinstance(stored, str):  # SQLite keeps text: same format as Core's
-        assert stored == str(started).replace("12:00:00.123456", "12:00:00.373456")
+        day = conn.exec_driver_sql("SELECT session_day FROM batches").scalar_one()
+    assert type(started) is type(accepted)
+    if isinstance(accepted, str):  # SQLite keeps text: same format as Core's
+        assert len(accepted) == len(str(started)) and accepted[10] == str(started)[10]
+        assert day == "2025-03-01"
+    else:
+        assert str(day) == "2025-03-01"
     assert store.session_frames("s1")[0].captured_at == T0 + timedelta(milliseconds=250)
 
 
 def test_failed_batch_leaves_nothing(store: TimelineStore) -> None:
     store.create_session(session_record())
-    # The 3rd frame repeats index 1: the UNIQUE constraint fails after the batches row
-    # and two frames were already sent.
+    # The 3rd frame repeats index 1: refused before anything is written.
     bad = batch(1, [frame(1, 0, 0, P1), frame(1, 1, 100, P2), frame(1, 1, 200, None)])
-    with pytest.raises(IntegrityError):
+    with pytest.raises(ValueError, match="indices"):
         store.append_batch("s1", bad)
     assert store.get_batch("s1", 1) is None
     assert store.count_frames() == 0
@@ -349,6 +395,35 @@ def test_retention_purges_old_sessions_and_their_frames(store: TimelineStore):
     assert store.purge_sessions_started_before(datetime(2021, 1, 1, tzinfo=UTC)) == 1
     assert store.get_session("old") is None and store.count_frames("old") == 0
     assert store.get_session("new") is not None
+
+
+def test_retention_drops_whole_days_of_batches_as_partitions(db_engine: Engine, store: TimelineStore) -> None:
+    from affectline.storage.privacy_store import PrivacyStore
+
+    now = datetime.now(UTC)
+    days = {"d40": now - timedelta(days=40), "d39": now - timedelta(days=39), "d20": now - timedelta(days=20),
+            "kept": now - timedelta(days=39) + timedelta(microseconds=1), "today": now}
+    for sid, started in days.items():
+        video = "long-campaign" if sid == "kept" else "vid"
+        store.create_session(replace(session_record(sid, video=video), started_at=started))
+        store.append_batch(sid, batch(0, [frame(0, 0, 0, P1), frame(0, 1, 33, None)]))
+    privacy = PrivacyStore(db_engine)
+    privacy.set_retention("long-campaign", 60)
+    with db_engine.connect() as conn:
+        before = partitions.list_days(conn) if db_engine.dialect.name == "postgresql" else []
+    assert privacy.purge_expired(now, default_days=30) == 2  # d40 and d39; "kept" has 60 days
+    assert [store.count_frames(sid) for sid in days] == [0, 0, 2, 2, 2]
+    assert store.get_session("kept") is not None and store.get_session("d40") is None
+    if db_engine.dialect.name == "postgresql":
+        with db_engine.connect() as conn:
+            after = partitions.list_days(conn)
+        day = {sid: partitions.session_day(t) for sid, t in days.items()}
+        assert {day["d40"], day["d39"], day["d20"], day["today"]} <= set(before)
+        # d40's day went as a partition; d39's holds a session of the 60-day campaign, so its
+        # other session went row by row; d20 is within 30 days.
+        assert day["d40"] not in after and {day["d39"], day["d20"], day["today"]} <= set(after)
+        with db_engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM batches_default").scalar_one() == 0
 
 
 # ------------------------------------------------------------------------- issue 42 defects

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Sequence
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from affectline.commands.flags import add_db_flags
@@ -79,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--revision", default="head", help="target revision (default: head)")
     cur = db_sub.add_parser("current", help="print the schema revision of the database")
     add_db_flags(cur)
+    parts = db_sub.add_parser(
+        "partitions", help="list the day partitions of `batches` (PostgreSQL), making the next days' first",
+        description="Lists each day partition of `batches` with its batches, frames and bytes. The server makes "
+                    "today's and tomorrow's partitions itself; --ahead makes more (e.g. before a big campaign).")
+    add_db_flags(parts)
+    parts.add_argument("--ahead", type=int, default=1, metavar="DAYS",
+                       help="make the partitions of today and the next DAYS days first (default: 1)")
 
     classify = sub.add_parser(
         "classify", help="run the expression model on face images",
@@ -195,10 +203,34 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
             before = current_revision(engine)
             upgrade(engine, args.revision)
             print(f"{redact_url(url)}: {before or '(empty)'} -> {current_revision(engine)}")
+        elif args.db_command == "partitions":
+            return _db_partitions(engine, args.ahead)
         else:
             print(current_revision(engine) or "(empty: run `affectline db upgrade`)")
     finally:
         engine.dispose()
+    return 0
+
+
+def _db_partitions(engine: Engine, ahead: int) -> int:
+    from sqlalchemy import text
+
+    from affectline.storage import partitions
+
+    if engine.dialect.name != "postgresql":
+        print("affectline: day partitions exist on PostgreSQL only; this database is "
+              f"{engine.dialect.name} (one plain `batches` table)", file=sys.stderr)
+        return 2
+    if ahead < 0:
+        print("affectline: --ahead must be 0 or more", file=sys.stderr)
+        return 2
+    partitions.DayPartitions(engine, ahead_days=ahead).prepare()
+    print(f"{'partition':<20} {'batches':>10} {'frames':>12} {'bytes':>14}")
+    with engine.connect() as conn:
+        for name in sorted(partitions.partition_tables(conn)):
+            count, frames, size = conn.execute(text(
+                f"SELECT count(*), coalesce(sum(frames), 0), pg_total_relation_size('{name}') FROM {name}")).one()
+            print(f"{name:<20} {count:>10,} {frames:>12,} {size:>14,}")
     return 0
 
 

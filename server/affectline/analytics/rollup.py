@@ -20,6 +20,7 @@ from affectline.analytics.definitions import (
     MetricConfig,
     frame_metrics,
 )
+from affectline.analytics.run_map import RunMap
 from affectline.storage.records import EMOTIONS
 
 # Metrics kept as (sum, frames) pairs in a row, besides the seven emotions.
@@ -163,24 +164,74 @@ def rollup_group(
     and the sums computed once per set of allowed emotions instead of once per session (what a
     group commit of many sessions' batches needs).
     """
-    states: list[SeekState] = []
-    by_allowed: dict[frozenset[str] | None, list[tuple[int, FrameArrays, np.ndarray]]] = {}
-    for i, (_, frames, allowed, state) in enumerate(items):
-        frames = frames.take(np.lexsort((frames.index, frames.seq)))
-        passes, new_state = assign_passes(frames.video_time_ms, config, state)
-        states.append(new_state)
-        key = None if allowed is None else frozenset(allowed)
-        by_allowed.setdefault(key, []).append((i, frames, passes))
-    names = tuple(item[0] for item in items)
+    if not items:
+        return [], []
+    parts = [frames.take(np.lexsort((frames.index, frames.seq))) for _, frames, _, _ in items]
+    bounds = np.concatenate(([0], np.cumsum([len(f) for f in parts]))).astype(np.int64)
+    return rollup_sessions([item[0] for item in items], bounds, _concat(parts),
+                           [item[2] for item in items], [item[3] for item in items], config)
+
+
+def rollup_sessions(
+    names: Sequence[str],
+    bounds: np.ndarray,
+    frames: FrameArrays,
+    allowed: Sequence[Iterable[str] | None],
+    states: Sequence[SeekState | None],
+    config: MetricConfig = DEFAULT_CONFIG,
+) -> tuple[list[SecondRollup], list[SeekState]]:
+    """rollup_group on frames already together: session i's frames are frames[bounds[i]:bounds[i + 1]],
+    in (seq, index) order. Ingest calls this with one group commit's frames, decoded at once."""
+    times = frames.video_time_ms.tolist()
+    passes = np.empty(len(times), dtype=np.int64)
+    new_states: list[SeekState] = []
+    by_allowed: dict[frozenset[str] | None, list[int]] = {}
+    for i, state in enumerate(states):
+        lo, hi = int(bounds[i]), int(bounds[i + 1])
+        session_passes, new_state = _passes(times[lo:hi], config, state)
+        passes[lo:hi] = session_passes
+        new_states.append(new_state)
+        key = None if allowed[i] is None else frozenset(allowed[i])  # type: ignore[arg-type]
+        by_allowed.setdefault(key, []).append(i)
+    session_of = np.repeat(np.arange(len(names), dtype=np.int64), np.diff(bounds))
     rows: list[SecondRollup] = []
-    for allowed, group in by_allowed.items():
-        frames = _concat([f for _, f, _ in group])
-        if len(frames) == 0:
-            continue
-        session_of = np.concatenate([np.full(len(f), i, dtype=np.int64) for i, f, _ in group])
-        passes = np.concatenate([p for _, _, p in group])
-        rows += _rows(names, session_of, frames, passes, frame_metrics(frames, config, allowed))
-    return sorted(rows, key=lambda r: r.key), states
+    for key, sessions in by_allowed.items():
+        if len(by_allowed) == 1:
+            part, part_sessions, part_passes = frames, session_of, passes
+        else:
+            mask = np.isin(session_of, sessions)
+            part, part_sessions, part_passes = frames.take(mask), session_of[mask], passes[mask]
+        if len(part):
+            rows += _rows(names, part_sessions, part, part_passes, frame_metrics(part, config, key))
+    return sorted(rows, key=lambda r: r.key), new_states
+
+
+def _passes(times: list[int], config: MetricConfig, state: SeekState | None) -> tuple[Sequence[int] | np.ndarray, SeekState]:
+    """assign_passes for one session's new frames, in plain Python when they hold no seek (the
+    usual batch: a few frames, for which numpy's per-call cost dominates). Same results."""
+    state = state or SeekState()
+    if not times:
+        return [], state
+    prev = times[0] if state.last_video_time_ms is None else state.last_video_time_ms
+    for t in times:
+        if t < prev - config.seek_tolerance_ms:
+            return assign_passes(np.asarray(times, dtype=np.int64), config, state)
+        prev = t
+    viewings = RunMap.of(state.viewings)
+    current = RunMap.of(state.current)
+    out = []
+    last_sec, last_pass = None, 0
+    for t in times:
+        sec = t // 1000
+        if sec != last_sec:  # frames come a few per second: look each second up once
+            p = current.get(sec)
+            if p is None:
+                p = viewings.get(sec, 0)
+                current.set(sec, p)
+                viewings.set(sec, p + 1)
+            last_sec, last_pass = sec, p
+        out.append(last_pass)
+    return out, SeekState(times[-1], viewings, current)
 
 
 def _concat(parts: Sequence[FrameArrays]) -> FrameArrays:

@@ -15,6 +15,8 @@ from typing import Any, cast
 
 from sqlalchemy import Engine, MetaData, Table, delete, func, select, update
 
+from affectline.storage import frame_pack, partitions
+from affectline.storage.records import EMOTIONS, FrameRecord
 from affectline.storage.tables import Video, ViewingSession, Viewer, to_utc
 
 _videos = cast(Table, Video.__table__)  # type: ignore[attr-defined]
@@ -44,6 +46,23 @@ def _row(mapping: Any) -> dict[str, Any]:
     return {k: (WITHHELD_NOTE if k in WITHHELD else _jsonable(v)) for k, v in mapping.items()}
 
 
+def _batch_row(mapping: Any) -> dict[str, Any]:
+    """A batches row with its packed frames decoded (under "frames") instead of their bytes."""
+    row = _row({k: v for k, v in mapping.items() if k != "frame_data"})
+    frames = frame_pack.to_records(int(mapping["seq"]), frame_pack.unpack(mapping["frame_data"]))
+    row["frames"] = [_frame(f) for f in frames]
+    return row
+
+
+def _frame(f: FrameRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {"seq": f.seq, "frame_index": f.index, "video_time_ms": f.video_time_ms,
+                           "captured_at": _jsonable(f.captured_at), "face_present": f.face_present}
+    for prefix, values in (("p", f.probs), ("s", f.smoothed)):
+        out.update({f"{prefix}_{e}": None if values is None else _jsonable(v) for e, v in zip(EMOTIONS, values or EMOTIONS)})
+    out.update(head_yaw_deg=f.head_yaw_deg, head_pitch_deg=f.head_pitch_deg, face_box_size=f.face_box_size)
+    return out
+
+
 class PrivacyStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -56,8 +75,10 @@ class PrivacyStore:
         {"viewer": row, "sessions": [session row + "consent" + "tables": {table: rows}],
          "other": {table: rows with this viewer_id}}. Frames come in capture order."""
         meta = MetaData()
-        meta.reflect(self._engine)
         with self._engine.connect() as conn:
+            # A partitioned table's partitions reflect as tables of their own: read the parent only.
+            skip = partitions.partition_tables(conn)
+            meta.reflect(conn, only=lambda name, _: name not in skip)
             viewer = conn.execute(select(_viewers).where(_viewers.c.viewer_id == viewer_id)).mappings().one_or_none()
             if viewer is None:
                 return None
@@ -77,7 +98,9 @@ class PrivacyStore:
                 for t in per_session:
                     order = [t.c[c] for c in ("seq", "frame_index", "second", "pass_index") if c in t.c]
                     rows = conn.execute(select(t).where(t.c.session_id == s["session_id"]).order_by(*order)).mappings()
-                    tables[t.name] = [_row(r) for r in rows]
+                    tables[t.name] = [(_batch_row if t.name == "batches" else _row)(r) for r in rows]
+                if "batches" in tables:  # the packed frames, readable, one entry per frame
+                    tables["frames"] = [f for b in tables["batches"] for f in b.pop("frames")]
                 entry["tables"] = tables
                 out_sessions.append(entry)
             other = {
@@ -134,9 +157,18 @@ class PrivacyStore:
     def purge_expired(self, now: datetime, default_days: int) -> int:
         """Retention: deletes each session (with its frames, batches and rollups, by ON DELETE
         CASCADE) older than its video's retention_days, or `default_days` where the video has
-        none (0: those are kept); then viewers left without sessions. Returns sessions deleted."""
+        none (0: those are kept); then viewers left without sessions. Returns sessions deleted.
+
+        On PostgreSQL, the batches of whole days past the default go first, by dropping their
+        partitions (in a transaction of their own: a drop locks `batches` until it commits),
+        unless a video with a longer retention has sessions that day."""
         now = to_utc(now)
         overrides = self.retention_overrides()
+        if default_days > 0 and self._engine.dialect.name == "postgresql":
+            longer = [video for video, days in overrides.items() if days > default_days]
+            with self._engine.begin() as conn:
+                cutoff = (now - timedelta(days=default_days)).date()
+                partitions.drop(conn, partitions.droppable_days(conn, cutoff, longer))
         purged = 0
         with self._engine.begin() as conn:
             for video_id, days in overrides.items():

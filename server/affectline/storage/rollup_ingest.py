@@ -7,16 +7,18 @@ and the per-session SeekState in and out of the database.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Table, delete, select
+from sqlalchemy import Connection, Table, delete
 
 from affectline.analytics.definitions import FrameArrays
 from affectline.analytics.rollup import SecondRollup, SeekState
+from affectline.analytics.run_map import RunMap, to_runs
+from affectline.storage import frame_pack
 from affectline.storage.records import EMOTIONS
-from affectline.storage.tables import PROB_COLUMNS, ROLLUP_VALUE_COLUMNS, SMOOTHED_COLUMNS
+from affectline.storage.tables import ROLLUP_VALUE_COLUMNS
 
 _KEY = ("session_id", "second", "pass_index")
 ROLLUP_COLUMNS: tuple[str, ...] = (*_KEY, *ROLLUP_VALUE_COLUMNS)
@@ -35,20 +37,25 @@ def _pg_type(column: str) -> str:
     if column == "session_id":
         return "text"
     if column == "second":
-        return "bigint"
+        return "int8"
     return "float8" if column.endswith("_sum") else "int4"
 
 
-# PostgreSQL: a group's rows and its sessions' seek states in ONE statement (one round trip),
-# one array parameter per column.
-PG_UPSERT = (
-    f"WITH added AS (INSERT INTO rollups ({', '.join(ROLLUP_COLUMNS)}) SELECT * FROM unnest("
-    + ", ".join(f"%s::{_pg_type(c)}[]" for c in ROLLUP_COLUMNS)
-    + ") "
-    + _ON_CONFLICT_ADD
-    + ") UPDATE sessions SET rollup_state = v.state FROM unnest(%s::text[], %s::text[]) AS v(id, state) "
-    "WHERE sessions.session_id = v.id"
+# PostgreSQL: a group's rows go in by binary COPY into per-connection staging tables, then one
+# upsert and one UPDATE read them: no per-value text conversion, two statements per group.
+_PG_STAGE = "rollup_stage"
+_PG_STATE_STAGE = "rollup_state_stage"
+_PG_CREATE_STAGES = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_PG_STAGE} (LIKE rollups) ON COMMIT DELETE ROWS; "
+    f"CREATE TEMP TABLE IF NOT EXISTS {_PG_STATE_STAGE} (session_id text, state text) ON COMMIT DELETE ROWS"
 )
+_PG_COPY_ROWS = f"COPY {_PG_STAGE} ({', '.join(ROLLUP_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_PG_COPY_STATES = f"COPY {_PG_STATE_STAGE} (session_id, state) FROM STDIN (FORMAT BINARY)"
+_PG_UPSERT = (f"INSERT INTO rollups ({', '.join(ROLLUP_COLUMNS)}) SELECT {', '.join(ROLLUP_COLUMNS)} FROM {_PG_STAGE} "
+              + _ON_CONFLICT_ADD)
+_PG_SAVE_STATES = (f"UPDATE sessions SET rollup_state = s.state FROM {_PG_STATE_STAGE} s "
+                   "WHERE sessions.session_id = s.session_id")
+_PG_TYPES = tuple(_pg_type(c) for c in ROLLUP_COLUMNS)
 SQLITE_SAVE_STATE = "UPDATE sessions SET rollup_state = ? WHERE session_id = ?"
 
 
@@ -86,8 +93,27 @@ def write_rollups(conn: Connection, rows: Sequence[SecondRollup], states: Sequen
         if states:
             conn.exec_driver_sql(SQLITE_SAVE_STATE, [(state, sid) for sid, state in states])
         return
-    columns = [list(c) for c in zip(*values)] if values else [[] for _ in ROLLUP_COLUMNS]
-    conn.exec_driver_sql(PG_UPSERT, (*columns, [sid for sid, _ in states], [state for _, state in states]))
+    import psycopg
+
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
+    info = conn.connection.info
+    with raw.cursor() as cursor:
+        if not info.get(_PG_STAGE):
+            cursor.execute(_PG_CREATE_STAGES)
+            info[_PG_STAGE] = True
+        if values:
+            with cursor.copy(_PG_COPY_ROWS) as copy:
+                copy.set_types(_PG_TYPES)
+                for row in values:
+                    copy.write_row(row)
+            cursor.execute(_PG_UPSERT)
+        if states:
+            with cursor.copy(_PG_COPY_STATES) as copy:
+                copy.set_types(("text", "text"))
+                for sid, state in states:
+                    copy.write_row((sid, state))
+            cursor.execute(_PG_SAVE_STATES)
 
 
 def delete_rollups(conn: Connection, rollups: Table, session_id: str) -> None:
@@ -97,33 +123,17 @@ def delete_rollups(conn: Connection, rollups: Table, session_id: str) -> None:
 # ------------------------------------------------------------------ seek state <-> text
 
 
-def _runs(mapping: dict[int, int]) -> list[list[int]]:
-    """{second: value} as [first, last, value] runs of consecutive seconds with one value."""
-    runs: list[list[int]] = []
-    for sec in sorted(mapping):
-        value = mapping[sec]
-        if runs and runs[-1][1] == sec - 1 and runs[-1][2] == value:
-            runs[-1][1] = sec
-        else:
-            runs.append([sec, sec, value])
-    return runs
-
-
-def _unruns(runs: Iterable[Sequence[int]]) -> dict[int, int]:
-    return {sec: value for first, last, value in runs for sec in range(first, last + 1)}
-
-
 def encode_state(state: SeekState, last_seq: int) -> str:
     """Compact JSON: runs keep it small however long the session (one run per seek, typically)."""
     return json.dumps(
-        {"t": state.last_video_time_ms, "q": last_seq, "v": _runs(dict(state.viewings)), "c": _runs(dict(state.current))},
+        {"t": state.last_video_time_ms, "q": last_seq, "v": to_runs(state.viewings), "c": to_runs(state.current)},
         separators=(",", ":"),
     )
 
 
 def decode_state(text: str) -> tuple[SeekState, int]:
     raw = json.loads(text)
-    return SeekState(raw["t"], _unruns(raw["v"]), _unruns(raw["c"])), int(raw["q"])
+    return SeekState(raw["t"], RunMap(raw["v"]), RunMap(raw["c"])), int(raw["q"])
 
 
 def parse_allowed(text: str | None) -> tuple[str, ...] | None:
@@ -134,22 +144,17 @@ def parse_allowed(text: str | None) -> tuple[str, ...] | None:
 # ------------------------------------------------------------------ frames -> arrays
 
 
-def session_frame_arrays(conn: Connection, frames: Table, session_id: str) -> tuple[FrameArrays, int | None]:
-    """A session's stored frames as arrays (smoothed probabilities where stored) and its last seq.
-
-    Read column-wise, without FrameRecords: a rebuild reads millions of frames.
-    """
-    cols = [frames.c.seq, frames.c.frame_index, frames.c.video_time_ms, frames.c.face_present,
-            frames.c.head_yaw_deg, frames.c.head_pitch_deg,
-            *(frames.c[c] for c in SMOOTHED_COLUMNS), *(frames.c[c] for c in PROB_COLUMNS)]
-    rows = conn.execute(select(*cols).where(frames.c.session_id == session_id)).all()
-    n = len(rows)
-    if n == 0:
-        return FrameArrays(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0, bool), np.zeros((0, 7))), None
-    a = np.array([tuple(np.nan if v is None else v for v in r) for r in rows], dtype=np.float64)
-    smoothed, raw = a[:, 6:13], a[:, 13:20]
-    # Smoothed where the frame has any (withheld emotions are NULL in both), raw otherwise.
+def packed_frame_arrays(seqs: Sequence[int], values: Sequence[Any]) -> FrameArrays:
+    """Batches' packed frames (storage/frame_pack.py) as arrays, smoothed probabilities where
+    stored: what rollups are made of. Decoded with numpy, without per-frame objects."""
+    frames, index = frame_pack.unpack_many(values)
+    counts = [frame_pack.frame_count(v) for v in values]
+    seq = np.repeat(np.asarray(seqs, np.int64), counts) if len(frames) else np.zeros(0, np.int64)
+    smoothed = frames["smoothed"].astype(np.float64)
+    raw = frames["probs"].astype(np.float64)
+    # Smoothed where the frame has any (withheld emotions are NaN in both), raw otherwise.
     has_smoothed = ~np.all(np.isnan(smoothed), axis=1)
     probs = np.where(has_smoothed[:, None], smoothed, raw)
-    arrays = FrameArrays(a[:, 0], a[:, 1], a[:, 2], a[:, 3] != 0, probs, a[:, 4], a[:, 5])
-    return arrays, int(a[:, 0].max())
+    pose = frames["pose"].astype(np.float64)
+    return FrameArrays(seq, index, frames["video_time_ms"],
+                       frames["face_present"] != 0, probs, pose[:, 0], pose[:, 1])

@@ -8,12 +8,12 @@ Constraint and index names are explicit so that later migrations can refer to th
 same name on SQLite and PostgreSQL.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
-    REAL,
     BigInteger,
+    Date,
     Double,
     Dialect,
     ForeignKeyConstraint,
@@ -26,7 +26,6 @@ from sqlalchemy import (
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Field, SQLModel
 
-from affectline.storage.records import EMOTIONS
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -69,11 +68,6 @@ def _ts(*, nullable: bool = False, **kw: Any) -> Any:
 def _big_int() -> Any:
     # BIGINT (migration 0005: seq is u64 on the wire); SQLite's INTEGER is already 64-bit.
     return BigInteger().with_variant(Integer(), "sqlite")
-
-
-def _prob() -> Any:
-    # float32 is plenty for a softmax output and halves the widest part of the frames table.
-    return Field(default=None, sa_type=REAL, nullable=True)
 
 
 class Video(SQLModel, table=True):
@@ -148,72 +142,32 @@ class ViewingSession(SQLModel, table=True):
 
 
 class CropBatchLog(SQLModel, table=True):
-    """One accepted upload batch; (session_id, nonce) is unique so a replayed nonce is
-    refused by the database even if the service's own check were raced."""
+    """One accepted upload batch with its scored frames, packed (storage/frame_pack.py).
+
+    One row per batch, not per frame (migration 0010): 10-30x fewer rows per second. On
+    PostgreSQL the table is partitioned by `session_day`, the UTC day the session started, so
+    all of a session's batches share one partition (which keeps (session_id, seq) and
+    (session_id, nonce) unique across partitions, because the key includes the day) and
+    retention drops whole days (storage/partitions.py). (session_id, nonce) is unique so a
+    replayed nonce is refused by the database even if the service's own check were raced.
+    """
 
     __tablename__ = "batches"
     __table_args__ = (
         ForeignKeyConstraint(
             ["session_id"], ["sessions.session_id"], name="fk_batches_session", ondelete="CASCADE"
         ),
-        UniqueConstraint("session_id", "nonce", name="uq_batches_session_nonce"),
+        UniqueConstraint("session_id", "nonce", "session_day", name="uq_batches_session_nonce"),
     )
 
     session_id: str = Field(primary_key=True)
     seq: int = Field(primary_key=True, sa_type=_big_int())
+    session_day: date = Field(primary_key=True, sa_type=Date)
     nonce: bytes = Field(sa_type=LargeBinary)
     digest: bytes = Field(sa_type=LargeBinary)
     frames: int
     accepted_at: datetime = _ts()
-
-
-class FrameRow(SQLModel, table=True):
-    """One scored frame. The UNIQUE(session_id, seq, frame_index) constraint means a batch can
-    never be stored twice; its index also serves lookups and the FK by session_id, so no
-    separate single-column index is kept (it would only slow down bulk inserts)."""
-
-    __tablename__ = "frames"
-    __table_args__ = (
-        ForeignKeyConstraint(
-            ["session_id"], ["sessions.session_id"], name="fk_frames_session", ondelete="CASCADE"
-        ),
-        # Frames only exist as part of an accepted batch.
-        ForeignKeyConstraint(
-            ["session_id", "seq"],
-            ["batches.session_id", "batches.seq"],
-            name="fk_frames_batch",
-            ondelete="CASCADE",
-        ),
-        # Also the index by which timelines and summaries find a session's frames.
-        UniqueConstraint("session_id", "seq", "frame_index", name="uq_frames_session_seq_index"),
-    )
-
-    # SQLite only auto-increments an INTEGER PRIMARY KEY (its 64-bit rowid).
-    id: int | None = Field(default=None, primary_key=True, sa_type=_big_int())
-    session_id: str
-    seq: int = Field(sa_type=_big_int())
-    frame_index: int
-    video_time_ms: int = Field(sa_type=BigInteger)
-    captured_at: datetime | None = _ts(nullable=True, default=None)
-    face_present: bool
-    p_angry: float | None = _prob()
-    p_disgust: float | None = _prob()
-    p_fear: float | None = _prob()
-    p_happy: float | None = _prob()
-    p_sad: float | None = _prob()
-    p_surprise: float | None = _prob()
-    p_neutral: float | None = _prob()
-    head_yaw_deg: float | None = Field(default=None, sa_type=REAL)
-    head_pitch_deg: float | None = Field(default=None, sa_type=REAL)
-    face_box_size: float | None = Field(default=None, sa_type=REAL)
-    # Temporally smoothed probabilities (migration 0002).
-    s_angry: float | None = _prob()
-    s_disgust: float | None = _prob()
-    s_fear: float | None = _prob()
-    s_happy: float | None = _prob()
-    s_sad: float | None = _prob()
-    s_surprise: float | None = _prob()
-    s_neutral: float | None = _prob()
+    frame_data: bytes = Field(sa_type=LargeBinary)
 
 
 def _sum() -> Any:
@@ -288,12 +242,6 @@ class Webhook(SQLModel, table=True):
     # server must read it back to sign, and the database alone must not reveal it.
     wrapped_secret: bytes = Field(sa_type=LargeBinary)
     created_at: datetime = _ts()
-
-
-# Probability columns in records.EMOTIONS order.
-PROB_COLUMNS: tuple[str, ...] = tuple(f"p_{emotion}" for emotion in EMOTIONS)
-SMOOTHED_COLUMNS: tuple[str, ...] = tuple(f"s_{emotion}" for emotion in EMOTIONS)
-assert all(name in FrameRow.model_fields for name in PROB_COLUMNS + SMOOTHED_COLUMNS)
 
 
 class ApiKey(SQLModel, table=True):

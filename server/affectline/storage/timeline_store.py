@@ -11,15 +11,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any, cast
+
+import numpy as np
 
 from sqlalchemy import (
     Connection,
     Engine,
     Row,
     Table,
-    case,
     delete,
     func,
     insert,
@@ -29,9 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
-from affectline.analytics.definitions import frame_arrays
-from affectline.analytics.rollup import SeekState, rollup_group, rollup_session
-from affectline.storage import rollup_ingest
+from affectline.analytics.rollup import SeekState, rollup_session, rollup_sessions
+from affectline.storage import frame_pack, partitions, rollup_ingest
 from affectline.storage.database import make_engine, upgrade
 from affectline.storage.records import (
     EMOTIONS,
@@ -44,10 +45,7 @@ from affectline.storage.records import (
     ViewerInfo,
 )
 from affectline.storage.tables import (
-    PROB_COLUMNS,
-    SMOOTHED_COLUMNS,
     CropBatchLog,
-    FrameRow,
     SecondRollupRow,
     Variant,
     Video,
@@ -62,30 +60,31 @@ _variants = cast(Table, Variant.__table__)  # type: ignore[attr-defined]
 _viewers = cast(Table, Viewer.__table__)  # type: ignore[attr-defined]
 _sessions = cast(Table, ViewingSession.__table__)  # type: ignore[attr-defined]
 _batches = cast(Table, CropBatchLog.__table__)  # type: ignore[attr-defined]
-_frames = cast(Table, FrameRow.__table__)  # type: ignore[attr-defined]
 _rollups = cast(Table, SecondRollupRow.__table__)  # type: ignore[attr-defined]
 
-# Every frames column but the generated id, in table order (the COPY and INSERT column list).
-_FRAME_COLUMNS: tuple[str, ...] = tuple(c.name for c in _frames.columns if c.name != "id")
-_COPY_FRAMES = f"COPY frames ({', '.join(_FRAME_COLUMNS)}) FROM STDIN"
-_CAPTURED_AT = _FRAME_COLUMNS.index("captured_at")
-# Where each emotion's raw and smoothed probability sit in a frames row (opt-outs blank them).
-_EMOTION_SLOTS: tuple[tuple[int, int], ...] = tuple(
-    (_FRAME_COLUMNS.index(p), _FRAME_COLUMNS.index(s)) for p, s in zip(PROB_COLUMNS, SMOOTHED_COLUMNS)
-)
-# The hot path on SQLite (every accepted crop batch) as plain SQL: building, compiling and
-# binding Core statements per batch cost more Python time than SQLite's own work.
 # The consent scope without which no demographics are stored.
 DEMOGRAPHICS_SCOPE = "demographics"
 
-_BATCH_COLUMNS = ("session_id", "seq", "nonce", "digest", "frames", "accepted_at")
+# The hot path (every accepted crop batch) as plain SQL: building, compiling and binding
+# Core statements per batch cost more Python time than the database's own work.
+_BATCH_COLUMNS = ("session_id", "seq", "session_day", "nonce", "digest", "frames", "accepted_at", "frame_data")
 _SQLITE_INSERT_BATCH = (
     f"INSERT INTO {_batches.name} ({', '.join(_BATCH_COLUMNS)}) VALUES ({', '.join('?' * len(_BATCH_COLUMNS))}) "
-    "ON CONFLICT (session_id, seq) DO NOTHING RETURNING seq"
+    "ON CONFLICT (session_id, seq, session_day) DO NOTHING RETURNING seq"
 )
-_SQLITE_INSERT_FRAMES = (
-    f"INSERT INTO {_frames.name} ({', '.join(_FRAME_COLUMNS)}) VALUES ({', '.join('?' * len(_FRAME_COLUMNS))})"
+# PostgreSQL: a group's batches go in by binary COPY into a per-connection staging table, then
+# one INSERT .. ON CONFLICT DO NOTHING (COPY itself cannot skip the rows of a client retry).
+_PG_STAGE = "batch_stage"
+_PG_CREATE_STAGE = (f"CREATE TEMP TABLE IF NOT EXISTS {_PG_STAGE} "
+                    f"(LIKE {_batches.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+_PG_COPY_STAGE = f"COPY {_PG_STAGE} ({', '.join(_BATCH_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_PG_COPY_TYPES = ("text", "int8", "date", "bytea", "bytea", "int4", "timestamptz", "bytea")
+_PG_CLAIM = (
+    f"INSERT INTO {_batches.name} ({', '.join(_BATCH_COLUMNS)}) SELECT {', '.join(_BATCH_COLUMNS)} FROM {_PG_STAGE} "
+    "ON CONFLICT (session_id, seq, session_day) DO NOTHING RETURNING session_id, seq"
 )
+# Batches read per query where a reader pages through a session.
+_READ_CHUNK = 500
 
 
 class TooManyOpenSessions(Exception):
@@ -121,6 +120,7 @@ class TimelineStore:
         # hand where the plain-SQL path bypasses Core.
         bind = UTCDateTime().bind_processor(engine.dialect)
         self._bind_time: Callable[[datetime | None], Any] = bind or (lambda v: v)
+        self.partitions = partitions.DayPartitions(engine)
 
     # ---------------------------------------------------------------- videos and sessions
 
@@ -170,6 +170,7 @@ class TimelineStore:
         and the count cannot be raced."""
         viewer = record.viewer
         consented = DEMOGRAPHICS_SCOPE in record.consent.scopes
+        self.partitions.ensure(partitions.session_day(record.started_at))
         given = {k: (getattr(viewer, k) if consented else "") for k in ("age_band", "gender", "region")}
         with self._engine.begin() as conn:
             self._ensure_video(conn, record.video_id, record.variant_id, "")
@@ -247,7 +248,11 @@ class TimelineStore:
 
     def purge_sessions_started_before(self, cutoff: datetime) -> int:
         """Retention: deletes sessions (with their frames) that started before `cutoff`, and
-        viewers left without sessions. Returns the number of sessions deleted."""
+        viewers left without sessions. Returns the number of sessions deleted. On PostgreSQL
+        the batches of whole days before the cutoff's go by dropping their partitions."""
+        if not self._sqlite:  # its own transaction: a drop locks `batches` until it commits
+            with self._engine.begin() as conn:
+                partitions.drop(conn, partitions.droppable_days(conn, to_utc(cutoff).date()))
         with self._engine.begin() as conn:
             purged = conn.execute(delete(_sessions).where(_sessions.c.started_at < to_utc(cutoff))).rowcount
             orphaned = select(_sessions.c.viewer_id).where(_sessions.c.viewer_id == _viewers.c.viewer_id).exists()
@@ -291,77 +296,123 @@ class TimelineStore:
         error rolls back the whole group; the caller then retries the items one by one so
         only the faulty batch fails.
         """
-        prepared = [
-            (session_id, batch, [_frame_values(session_id, batch.seq, frame) for frame in batch.frames])
-            for session_id, batch in items
-        ]
         session_ids = sorted({session_id for session_id, _ in items})
-        claimed_all: list[bool] = []
-        frame_rows: list[tuple[Any, ...]] = []
         with self._engine.begin() as conn:
-            # PostgreSQL: lock the sessions first, in id order, so concurrent groups with the same
-            # session roll up one after the other. SQLite: read after the first write, which
-            # holds the database's write lock (a read first could not upgrade under WAL).
-            sessions = None if self._sqlite else self._ingest_state(conn, session_ids)
-            accepted_at = _now()
-            for session_id, batch, rows in prepared:
-                claimed = self._claim_batch(conn, session_id, batch, len(rows), accepted_at)
-                claimed_all.append(claimed)
-                if claimed:
-                    frame_rows.extend(rows)
-            if sessions is None:
-                sessions = self._ingest_state(conn, session_ids)
-            if frame_rows:
-                self._write_frames(conn, _withhold(frame_rows, sessions))
+            if self._sqlite:
+                # Take SQLite's write lock before reading (under WAL a read could not upgrade
+                # to a write if another writer committed in between).
+                conn.execute(update(_sessions).where(_sessions.c.session_id.in_(session_ids))
+                             .values(rollup_state=_sessions.c.rollup_state))
+            # PostgreSQL: the sessions are locked here, in id order, so concurrent groups with
+            # the same session roll up one after the other.
+            sessions = self._ingest_state(conn, session_ids)
+            accepted_at = self._bind_time(_now()) if self._sqlite else _now()
+            rows = []
+            for session_id, batch in items:
+                state = sessions.get(session_id)
+                # An unknown session: packed without withholding; its row fails the foreign key.
+                withheld, day = (state.withheld, state.day) if state else ((), partitions.session_day(_now()))
+                data = frame_pack.pack(batch.seq, batch.frames, withheld)
+                rows.append((session_id, batch.seq, day, batch.nonce, batch.digest, len(batch.frames), accepted_at, data))
+            claimed_all = self._claim_batches(conn, rows)
             if self.rollups:
-                new = [(sid, batch) for (sid, batch, _), ok in zip(prepared, claimed_all) if ok]
+                new = [(row, batch) for row, (_, batch), ok in zip(rows, items, claimed_all) if ok]
                 self._roll_up(conn, new, sessions)
         return claimed_all
 
-    def _ingest_state(self, conn: Connection, session_ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
-        """session id -> (allowed emotions or None, rollup_state text or None)."""
-        query = select(_sessions.c.session_id, _sessions.c.allowed_emotions, _sessions.c.rollup_state).where(
-            _sessions.c.session_id.in_(session_ids)).order_by(_sessions.c.session_id)
+    def _ingest_state(self, conn: Connection, session_ids: Sequence[str]) -> dict[str, _IngestState]:
+        query = select(_sessions.c.session_id, _sessions.c.allowed_emotions, _sessions.c.rollup_state,
+                       _sessions.c.started_at).where(_sessions.c.session_id.in_(session_ids)).order_by(_sessions.c.session_id)
         if not self._sqlite and self.rollups:
             query = query.with_for_update(key_share=True)  # FOR NO KEY UPDATE: no conflict with FK checks
-        return {r.session_id: (rollup_ingest.parse_allowed(r.allowed_emotions), r.rollup_state)
-                for r in conn.execute(query)}
+        out = {}
+        for r in conn.execute(query):
+            allowed = rollup_ingest.parse_allowed(r.allowed_emotions)
+            withheld = () if allowed is None else tuple(i for i, e in enumerate(EMOTIONS) if e not in allowed)
+            out[r.session_id] = _IngestState(allowed, withheld, r.rollup_state, partitions.session_day(r.started_at))
+        return out
 
-    def _roll_up(self, conn: Connection, new: Sequence[tuple[str, BatchRecord]],
-                 sessions: Mapping[str, tuple[Any, ...]]) -> None:
-        """Adds the new batches' frames to the rollups and advances each session's seek state."""
-        by_session: dict[str, list[BatchRecord]] = {}
-        for session_id, batch in new:
-            by_session.setdefault(session_id, []).append(batch)
+    def _claim_batches(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> list[bool]:
+        """Inserts the batches rows (in _BATCH_COLUMNS order); per row, False when its
+        (session_id, seq) was already stored (or came earlier in `rows`)."""
+        if self._sqlite:
+            return [conn.exec_driver_sql(_SQLITE_INSERT_BATCH, row).first() is not None for row in rows]
+        import psycopg
+
+        raw = conn.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        info = conn.connection.info
+        try:
+            with raw.cursor() as cursor:
+                if not info.get(_PG_STAGE):
+                    cursor.execute(_PG_CREATE_STAGE)
+                    info[_PG_STAGE] = True
+                with cursor.copy(_PG_COPY_STAGE) as copy:
+                    copy.set_types(_PG_COPY_TYPES)
+                    for row in rows:
+                        copy.write_row(row)
+                inserted = {(sid, int(seq)) for sid, seq in cursor.execute(_PG_CLAIM).fetchall()}
+        except psycopg.Error as exc:
+            # Same exception types as the Core path (e.g. sqlalchemy.exc.IntegrityError).
+            raise DBAPIError.instance(_PG_CLAIM, None, exc, psycopg.Error) from exc
+        claimed = []
+        for row in rows:
+            key = (row[0], int(row[1]))
+            claimed.append(key in inserted)
+            inserted.discard(key)  # a second copy of the same batch in one group is a retry
+        return claimed
+
+    def _roll_up(self, conn: Connection, new: Sequence[tuple[tuple[Any, ...], BatchRecord]],
+                 sessions: Mapping[str, _IngestState]) -> None:
+        """Adds the new batches' frames to the rollups and advances each session's seek state.
+        `new`: (batches row, batch) pairs of the batches just stored."""
+        by_session: dict[str, list[tuple[Any, ...]]] = {}
+        for row, _ in new:
+            by_session.setdefault(row[0], []).append(row)
         rows: list[Any] = []
         states: list[tuple[str, str]] = []
-        incremental: list[tuple[str, Any, Any, Any]] = []
-        last_seqs: list[int] = []
+        # The usual case: every session's new frames rolled up together, decoded at once.
+        names: list[str] = []
+        values: list[Any] = []
+        seqs: list[int] = []
+        bounds = [0]
+        allowed_of: list[Any] = []
+        seek_states: list[SeekState] = []
         for session_id, batches in by_session.items():
-            allowed, state_text = sessions.get(session_id, (None, None))
+            state = sessions.get(session_id)
+            allowed, state_text = (state.allowed, state.rollup_state) if state else (None, None)
             resumed = rollup_ingest.decode_state(state_text) if state_text else None
-            if resumed is None or min(b.seq for b in batches) <= resumed[1]:
+            batches = sorted(batches, key=lambda b: b[1])
+            if resumed is None or int(batches[0][1]) <= resumed[1]:
                 # First rollup of the session, or a batch arriving after a later one: the
                 # pass assignment depends on (seq, index) order, so roll the session up anew.
-                session_rows, state, last_seq = self._roll_up_from_frames(conn, session_id, allowed)
+                session_rows, seek, last_seq = self._roll_up_from_frames(conn, session_id, allowed)
                 rows += session_rows
-                states.append((session_id, rollup_ingest.encode_state(state, last_seq)))
-            else:
-                frames = [f for b in batches for f in b.frames]
-                incremental.append((session_id, frame_arrays(frames), allowed, resumed[0]))
-                last_seqs.append(max(b.seq for b in batches))
-        # The usual case: every session's new frames rolled up together, in one numpy pass.
-        group_rows, group_states = rollup_group(incremental)
-        rows += group_rows
-        states += [(item[0], rollup_ingest.encode_state(state, last_seq))
-                   for item, state, last_seq in zip(incremental, group_states, last_seqs)]
+                states.append((session_id, rollup_ingest.encode_state(seek, last_seq)))
+                continue
+            names.append(session_id)
+            allowed_of.append(allowed)
+            seek_states.append(resumed[0])
+            for b in batches:
+                seqs.append(int(b[1]))
+                values.append(b[7])
+            bounds.append(bounds[-1] + sum(int(b[5]) for b in batches))
+        if names:
+            arrays = rollup_ingest.packed_frame_arrays(seqs, values)
+            group_rows, group_states = rollup_sessions(names, np.asarray(bounds), arrays, allowed_of, seek_states)
+            rows += group_rows
+            last_seq = {}
+            for b, _ in new:
+                last_seq[b[0]] = max(last_seq.get(b[0], -1), int(b[1]))
+            states += [(sid, rollup_ingest.encode_state(seek, last_seq[sid])) for sid, seek in zip(names, group_states)]
         rollup_ingest.write_rollups(conn, rows, states, self._sqlite)
 
     def _roll_up_from_frames(self, conn: Connection, session_id: str, allowed: tuple[str, ...] | None) -> tuple[Any, ...]:
         rollup_ingest.delete_rollups(conn, _rollups, session_id)
-        arrays, last_seq = rollup_ingest.session_frame_arrays(conn, _frames, session_id)
+        seqs, values = self._packed(conn, session_id)
+        arrays = rollup_ingest.packed_frame_arrays(seqs, values)
         rows, state = rollup_session(session_id, arrays, allowed=allowed)
-        return rows, state, -1 if last_seq is None else last_seq
+        return rows, state, max(seqs, default=-1)
 
     def rebuild_rollups(self, session_id: str) -> int:
         """Recomputes one session's rollups and seek state from its frames; returns the rows written."""
@@ -369,7 +420,7 @@ class TimelineStore:
             sessions = self._ingest_state(conn, [session_id])
             if session_id not in sessions:
                 return 0
-            rows, state, last_seq = self._roll_up_from_frames(conn, session_id, sessions[session_id][0])
+            rows, state, last_seq = self._roll_up_from_frames(conn, session_id, sessions[session_id].allowed)
             rollup_ingest.write_rollups(conn, rows, [(session_id, rollup_ingest.encode_state(state, last_seq))],
                                         self._sqlite)
         return len(rows)
@@ -382,48 +433,20 @@ class TimelineStore:
         with self._engine.connect() as conn:
             return list(conn.execute(query).scalars())
 
-    def _claim_batch(self, conn: Connection, session_id: str, batch: BatchRecord, frames: int,
-                     accepted_at: datetime) -> bool:
-        """Inserts the batches row; False when (session_id, seq) is already there."""
-        if self._sqlite:
-            values = (session_id, batch.seq, batch.nonce, batch.digest, frames, self._bind_time(accepted_at))
-            return conn.exec_driver_sql(_SQLITE_INSERT_BATCH, values).first() is not None
-        claimed = conn.execute(
-            self._insert(_batches)
-            .values(
-                session_id=session_id,
-                seq=batch.seq,
-                nonce=batch.nonce,
-                digest=batch.digest,
-                frames=frames,
-                accepted_at=accepted_at,
-            )
-            .on_conflict_do_nothing(index_elements=[_batches.c.session_id, _batches.c.seq])
-            # RETURNING tells portably whether the row was inserted (rowcount is -1 for
-            # Core inserts on psycopg unless asked to preserve it).
-            .returning(_batches.c.seq)
-        ).first()
-        return claimed is not None
-
     def get_batch(self, session_id: str, seq: int) -> BatchRecord | None:
         with self._engine.connect() as conn:
             batch = conn.execute(
-                select(_batches.c.nonce, _batches.c.digest).where(
+                select(_batches.c.nonce, _batches.c.digest, _batches.c.frame_data).where(
                     _batches.c.session_id == session_id, _batches.c.seq == seq
                 )
             ).one_or_none()
-            if batch is None:
-                return None
-            frames = conn.execute(
-                select(_frames)
-                .where(_frames.c.session_id == session_id, _frames.c.seq == seq)
-                .order_by(_frames.c.frame_index)
-            ).all()
+        if batch is None:
+            return None
         return BatchRecord(
             seq=seq,
             nonce=bytes(batch.nonce),
             digest=bytes(batch.digest),
-            frames=tuple(_frame_record(row) for row in frames),
+            frames=tuple(frame_pack.to_records(seq, frame_pack.unpack(batch.frame_data))),
         )
 
     def nonce_used(self, session_id: str, nonce: bytes) -> bool:
@@ -433,41 +456,67 @@ class TimelineStore:
         with self._engine.connect() as conn:
             return conn.execute(query.limit(1)).first() is not None
 
+    def _packed(self, conn: Connection, session_id: str) -> tuple[list[int], list[Any]]:
+        """A session's batches' seqs and packed frames, in seq order."""
+        rows = conn.execute(select(_batches.c.seq, _batches.c.frame_data)
+                            .where(_batches.c.session_id == session_id).order_by(_batches.c.seq)).all()
+        return [int(r.seq) for r in rows], [r.frame_data for r in rows]
+
+    def _batch_chunks(self, session_id: str, *, after_seq: int | None = None,
+                      descending: bool = False) -> Iterator[list[Row[Any]]]:
+        """A session's (seq, frame_data) rows in seq order (or reverse), from `after_seq` on
+        (inclusive); each chunk (8 rows, doubling up to _READ_CHUNK) is its own short query."""
+        seq = _batches.c.seq
+        bound = after_seq
+        size = 8  # doubling: a page of frames often needs only a few batches
+        while True:
+            query = select(seq, _batches.c.frame_data).where(_batches.c.session_id == session_id)
+            if bound is not None:
+                query = query.where(seq < bound if descending else seq >= bound)
+            query = query.order_by(seq.desc() if descending else seq).limit(size)
+            with self._engine.connect() as conn:
+                rows = conn.execute(query).all()
+            if not rows:
+                return
+            yield rows
+            if len(rows) < size:
+                return
+            size = min(2 * size, _READ_CHUNK)
+            bound = int(rows[-1].seq) if descending else int(rows[-1].seq) + 1
+
     def session_frames_page(
         self, session_id: str, after: tuple[int, int] | None, limit: int
     ) -> list[FrameRecord]:
         """At most `limit` frames in capture order (seq, index) that come after the frame
-        `after` (its (seq, index); None: from the start). Keyset paging on the unique index."""
-        query = select(_frames).where(_frames.c.session_id == session_id)
-        if after is not None:
-            seq, index = after
-            query = query.where(
-                (_frames.c.seq > seq) | ((_frames.c.seq == seq) & (_frames.c.frame_index > index))
-            )
-        query = query.order_by(_frames.c.seq, _frames.c.frame_index).limit(limit)
-        with self._engine.connect() as conn:
-            return [_frame_record(row) for row in conn.execute(query)]
+        `after` (its (seq, index); None: from the start). Keyset paging on the primary key."""
+        out: list[FrameRecord] = []
+        for rows in self._batch_chunks(session_id, after_seq=None if after is None else after[0]):
+            for row in rows:
+                seq = int(row.seq)
+                frames = frame_pack.unpack(row.frame_data)
+                start = after[1] + 1 if after is not None and seq == after[0] else 0
+                out += frame_pack.to_records(seq, frames[start:start + limit - len(out)], start)
+                if len(out) >= limit:
+                    return out
+        return out
 
     def session_frames(self, session_id: str) -> list[FrameRecord]:
-        query = (
-            select(_frames)
-            .where(_frames.c.session_id == session_id)
-            .order_by(_frames.c.seq, _frames.c.frame_index)
-        )
-        with self._engine.connect() as conn:
-            return [_frame_record(row) for row in conn.execute(query)]
+        out: list[FrameRecord] = []
+        for rows in self._batch_chunks(session_id):
+            for row in rows:
+                out += frame_pack.to_records(int(row.seq), frame_pack.unpack(row.frame_data))
+        return out
 
     def last_face_frame(self, session_id: str) -> FrameRecord | None:
         """The latest stored frame with a face (by seq, index): where smoothing resumes after a restart."""
-        query = (
-            select(_frames)
-            .where(_frames.c.session_id == session_id, _frames.c.face_present)
-            .order_by(_frames.c.seq.desc(), _frames.c.frame_index.desc())
-            .limit(1)
-        )
-        with self._engine.connect() as conn:
-            row = conn.execute(query).one_or_none()
-        return None if row is None else _frame_record(row)
+        for rows in self._batch_chunks(session_id, descending=True):
+            for row in rows:
+                frames = frame_pack.unpack(row.frame_data)
+                faces = np.flatnonzero(frames["face_present"])
+                if len(faces):
+                    i = int(faces[-1])
+                    return frame_pack.to_records(int(row.seq), frames[i:i + 1], i)[0]
+        return None
 
     def max_seq(self, session_id: str) -> int | None:
         """The highest accepted batch seq of a session, or None before its first batch."""
@@ -477,9 +526,9 @@ class TimelineStore:
             ).scalar_one()
 
     def count_frames(self, session_id: str | None = None) -> int:
-        query = select(func.count()).select_from(_frames)
+        query = select(func.coalesce(func.sum(_batches.c.frames), 0))
         if session_id is not None:
-            query = query.where(_frames.c.session_id == session_id)
+            query = query.where(_batches.c.session_id == session_id)
         with self._engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
@@ -488,73 +537,47 @@ class TimelineStore:
     def session_summary(self, session_id: str) -> SessionSummaryRecord:
         """Frame counts, mean probabilities over frames with a face, video time range.
         An unknown session or one without frames gives zero counts."""
-        query = select(
-            func.count().label("frames"),
-            *_face_aggregates(_frames),
-            func.min(_frames.c.video_time_ms).label("first_ms"),
-            func.max(_frames.c.video_time_ms).label("last_ms"),
-        ).where(_frames.c.session_id == session_id)
         with self._engine.connect() as conn:
-            row = conn.execute(query).one()
+            _, values = self._packed(conn, session_id)
+        frames, _ = frame_pack.unpack_many(values)
+        face = frames["face_present"].astype(bool)
+        times = frames["video_time_ms"]
         return SessionSummaryRecord(
             session_id=session_id,
-            frames_total=int(row.frames),
-            frames_with_face=int(row.with_face or 0),
-            mean_probs=_mean_probs(row),
-            first_video_time_ms=None if row.first_ms is None else int(row.first_ms),
-            last_video_time_ms=None if row.last_ms is None else int(row.last_ms),
+            frames_total=len(frames),
+            frames_with_face=int(face.sum()),
+            mean_probs=_nan_means(frames["probs"][face]),
+            first_video_time_ms=int(times.min()) if len(times) else None,
+            last_video_time_ms=int(times.max()) if len(times) else None,
         )
 
     def video_timeline(
         self, video_id: str, variant_id: str | None, bucket_ms: int
     ) -> list[BucketRecord]:
         """Frames of the video's sessions (one variant, or all when None) grouped into
-        buckets [start_ms, start_ms + bucket_ms), ordered by start_ms."""
+        buckets [start_ms, start_ms + bucket_ms), ordered by start_ms.
+
+        Decoded and summed one session at a time, so memory stays bounded by a session."""
         if bucket_ms <= 0:
             raise ValueError(f"bucket_ms must be positive, got {bucket_ms}")
-        time_ms = _frames.c.video_time_ms
-        # Floor to the bucket with `%` only: SQLite and PostgreSQL both truncate integer
-        # division and `%` toward zero, so ((t % b) + b) % b is the same non-negative remainder
-        # on both, also for negative times (which plain t / b would round the wrong way).
-        start_ms = (time_ms - ((time_ms % bucket_ms) + bucket_ms) % bucket_ms).label("start_ms")
         where = [_sessions.c.video_id == video_id]
         if variant_id is not None:
             where.append(_sessions.c.variant_id == variant_id)
-        # Bucket in a subquery and group by its column: PostgreSQL would not match a GROUP BY
-        # expression to the SELECT one when each carries its own bound parameters.
-        bucketed = (
-            select(
-                _frames.c.session_id,
-                _frames.c.face_present,
-                *(_frames.c[col] for col in PROB_COLUMNS),
-                start_ms,
-            )
-            .join(_sessions, _sessions.c.session_id == _frames.c.session_id)
-            .where(*where)
-            .subquery()
-        )
-        query = (
-            select(
-                bucketed.c.start_ms,
-                func.count().label("frames"),
-                func.count(bucketed.c.session_id.distinct()).label("viewers"),
-                *_face_aggregates(bucketed),
-            )
-            .group_by(bucketed.c.start_ms)
-            .order_by(bucketed.c.start_ms)
-        )
+        query = (select(_batches.c.session_id, _batches.c.frame_data)
+                 .join(_sessions, _sessions.c.session_id == _batches.c.session_id)
+                 .where(*where).order_by(_batches.c.session_id, _batches.c.seq))
+        totals = _BucketTotals(bucket_ms)
         with self._engine.connect() as conn:
-            rows = conn.execute(query).all()
-        return [
-            BucketRecord(
-                start_ms=int(row.start_ms),
-                mean_probs=_mean_probs(row),
-                viewers=int(row.viewers),
-                frames=int(row.frames),
-                frames_with_face=int(row.with_face or 0),
-            )
-            for row in rows
-        ]
+            current, values = None, []
+            for row in conn.execution_options(yield_per=_READ_CHUNK).execute(query):
+                if row.session_id != current and values:
+                    totals.add_session(frame_pack.unpack_many(values)[0])
+                    values = []
+                current = row.session_id
+                values.append(row.frame_data)
+            if values:
+                totals.add_session(frame_pack.unpack_many(values)[0])
+        return totals.records()
 
     # ---------------------------------------------------------------- internals
 
@@ -587,28 +610,6 @@ class TimelineStore:
             .where(_sessions.c.session_id == session_id)
         ).one_or_none()
         return None if row is None else _session_record(row)
-
-    def _write_frames(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
-        """rows: values in _FRAME_COLUMNS order (see _frame_values)."""
-        if self._sqlite:
-            # One executemany of plain SQL; SQLite does this in-process, so it is already fast.
-            bind = self._bind_time
-            c = _CAPTURED_AT
-            conn.exec_driver_sql(_SQLITE_INSERT_FRAMES, [(*r[:c], bind(r[c]), *r[c + 1:]) for r in rows])
-            return
-        # PostgreSQL: COPY streams all rows in one round trip, on the same DBAPI connection
-        # and therefore inside the transaction that inserted the batches row.
-        import psycopg
-
-        raw = conn.connection.driver_connection
-        assert isinstance(raw, psycopg.Connection)
-        try:
-            with raw.cursor() as cursor, cursor.copy(_COPY_FRAMES) as copy:
-                for row in rows:
-                    copy.write_row(row)
-        except psycopg.Error as exc:
-            # Same exception types as the Core path (e.g. sqlalchemy.exc.IntegrityError).
-            raise DBAPIError.instance(_COPY_FRAMES, None, exc, psycopg.Error) from exc
 
     def delete_session(self, session_id: str) -> bool:
         """Deletes one session with everything stored for it (batches, frames, rollups, by ON
@@ -648,85 +649,6 @@ def _allowed_text(allowed: Sequence[str]) -> str:
     return json.dumps([e for e in EMOTIONS if e in set(allowed)])
 
 
-def _withhold(rows: list[tuple[Any, ...]], sessions: Mapping[str, tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Frames rows with each withheld emotion's raw and smoothed probability set to NULL."""
-    blank: dict[str, tuple[int, ...]] = {}
-    for session_id, (allowed, _) in sessions.items():
-        if allowed is not None:
-            blank[session_id] = tuple(i for e, slots in zip(EMOTIONS, _EMOTION_SLOTS) if e not in allowed for i in slots)
-    if not blank:
-        return rows
-    out = []
-    for row in rows:
-        slots = blank.get(row[0])
-        if slots:
-            values = list(row)
-            for i in slots:
-                values[i] = None
-            row = tuple(values)
-        out.append(row)
-    return out
-
-
-def _frame_values(session_id: str, seq: int, frame: FrameRecord) -> tuple[Any, ...]:
-    """One frames row, in _FRAME_COLUMNS order (checked below, at import)."""
-    if frame.seq != seq:
-        raise ValueError(f"frame {frame.index} has seq {frame.seq}, its batch has seq {seq}")
-    n = len(EMOTIONS)
-    if frame.face_present:
-        if frame.probs is None or len(frame.probs) != n:
-            raise ValueError(f"frame {frame.index}: a face needs {n} probabilities")
-        probs: tuple[float | None, ...] = tuple(map(float, frame.probs))
-    else:
-        if frame.probs is not None or frame.smoothed is not None:
-            raise ValueError(f"frame {frame.index}: probabilities given without a face")
-        probs = (None,) * n
-    if frame.smoothed is not None and len(frame.smoothed) != n:
-        raise ValueError(f"frame {frame.index}: smoothed needs {n} probabilities")
-    smoothed = tuple(map(float, frame.smoothed)) if frame.smoothed is not None else (None,) * n
-    return (
-        session_id,
-        seq,
-        int(frame.index),
-        int(frame.video_time_ms),
-        # Normalised here too because COPY bypasses the column type's conversion.
-        None if frame.captured_at is None else to_utc(frame.captured_at),
-        bool(frame.face_present),
-        *probs,
-        _opt_float(frame.head_yaw_deg),
-        _opt_float(frame.head_pitch_deg),
-        _opt_float(frame.face_box_size),
-        *smoothed,
-    )
-
-
-_VALUES_ORDER = ("session_id", "seq", "frame_index", "video_time_ms", "captured_at", "face_present",
-                 *PROB_COLUMNS, "head_yaw_deg", "head_pitch_deg", "face_box_size", *SMOOTHED_COLUMNS)
-if _VALUES_ORDER != _FRAME_COLUMNS:  # a column added or moved in tables.py must be added here too
-    raise RuntimeError(f"_frame_values order {_VALUES_ORDER} does not match the frames table {_FRAME_COLUMNS}")
-
-
-def _frame_record(row: Row[Any]) -> FrameRecord:
-    m = row._mapping
-    return FrameRecord(
-        seq=int(m["seq"]),
-        index=int(m["frame_index"]),
-        video_time_ms=int(m["video_time_ms"]),
-        captured_at=m["captured_at"],
-        face_present=bool(m["face_present"]),
-        probs=_probs(m, PROB_COLUMNS) if m["face_present"] else None,
-        head_yaw_deg=m["head_yaw_deg"],
-        head_pitch_deg=m["head_pitch_deg"],
-        face_box_size=m["face_box_size"],
-        smoothed=_probs(m, SMOOTHED_COLUMNS) if any(m[c] is not None for c in SMOOTHED_COLUMNS) else None,
-    )
-
-
-def _probs(m: Mapping[str, Any], columns: Sequence[str]) -> tuple[float, ...]:
-    # NaN: an emotion the viewer withheld (stored as NULL).
-    return tuple(float("nan") if m[c] is None else float(m[c]) for c in columns)
-
-
 def _session_record(row: Row[Any]) -> SessionRecord:
     m = row._mapping
     return SessionRecord(
@@ -753,18 +675,64 @@ def _session_record(row: Row[Any]) -> SessionRecord:
     )
 
 
-def _face_aggregates(source: Any) -> list[Any]:
-    """`with_face` count and `mean_<p>` averages over the rows of `source` with a face."""
-    face = source.c.face_present
-    return [
-        func.sum(case((face, 1), else_=0)).label("with_face"),
-        *(func.avg(case((face, source.c[col]))).label(f"mean_{col}") for col in PROB_COLUMNS),
-    ]
+@dataclass(frozen=True, slots=True)
+class _IngestState:
+    """What storing a session's batches needs to know about it, read in the batches' transaction."""
+
+    allowed: tuple[str, ...] | None  # None: all seven emotions
+    withheld: tuple[int, ...]  # EMOTIONS positions stored as NaN
+    rollup_state: str | None
+    day: date  # the partition key
 
 
-def _mean_probs(row: Row[Any]) -> tuple[float, ...] | None:
-    m: Mapping[str, Any] = row._mapping
-    if not m["with_face"]:
+def _nan_means(probs: np.ndarray) -> tuple[float, ...] | None:
+    """Per-emotion means over rows (NaN, a withheld emotion, left out); None without rows."""
+    if not len(probs):
         return None
-    # NaN: an emotion the viewer withheld (no stored values to average).
-    return tuple(float("nan") if m[f"mean_{col}"] is None else float(m[f"mean_{col}"]) for col in PROB_COLUMNS)
+    counts = (~np.isnan(probs)).sum(axis=0)
+    sums = np.nansum(probs.astype(np.float64), axis=0)
+    return tuple(float(s / n) if n else float("nan") for s, n in zip(sums, counts))
+
+
+class _BucketTotals:
+    """video_timeline's per-bucket sums, added one session at a time."""
+
+    def __init__(self, bucket_ms: int) -> None:
+        self._bucket_ms = bucket_ms
+        self._frames: dict[int, int] = {}
+        self._faces: dict[int, int] = {}
+        self._viewers: dict[int, int] = {}
+        self._sums: dict[int, np.ndarray] = {}
+        self._counts: dict[int, np.ndarray] = {}
+
+    def add_session(self, frames: np.ndarray) -> None:
+        if not len(frames):
+            return
+        # Floor division: a negative time falls in the bucket below it.
+        start = (frames["video_time_ms"] // self._bucket_ms) * self._bucket_ms
+        face = frames["face_present"].astype(bool)
+        probs = frames["probs"].astype(np.float64)
+        known = ~np.isnan(probs) & face[:, None]
+        values = np.where(known, probs, 0.0)
+        buckets, where = np.unique(start, return_inverse=True)
+        n = len(buckets)
+        frames_per = np.bincount(where, minlength=n)
+        faces_per = np.bincount(where, weights=face, minlength=n)
+        sums = np.stack([np.bincount(where, weights=values[:, k], minlength=n) for k in range(len(EMOTIONS))], 1)
+        counts = np.stack([np.bincount(where, weights=known[:, k], minlength=n) for k in range(len(EMOTIONS))], 1)
+        for i, b in enumerate(buckets.tolist()):
+            self._frames[b] = self._frames.get(b, 0) + int(frames_per[i])
+            self._faces[b] = self._faces.get(b, 0) + int(faces_per[i])
+            self._viewers[b] = self._viewers.get(b, 0) + 1
+            self._sums[b] = self._sums.get(b, 0.0) + sums[i]
+            self._counts[b] = self._counts.get(b, 0.0) + counts[i]
+
+    def records(self) -> list[BucketRecord]:
+        out = []
+        for b in sorted(self._frames):
+            faces = self._faces[b]
+            sums, counts = self._sums[b], self._counts[b]
+            mean = tuple(float(s / c) if c else float("nan") for s, c in zip(sums, counts)) if faces else None
+            out.append(BucketRecord(start_ms=b, mean_probs=mean, viewers=self._viewers[b],
+                                    frames=self._frames[b], frames_with_face=faces))
+        return out
