@@ -16,23 +16,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import threading
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
+from affectline.commands.haproxy import HaProxy
 from affectline.partner_client import ConnectSessions, GrpcSessions
-from affectline.serve_process import ServeProcess, free_ports, start_serve
+from affectline.serve_process import ServeProcess, start_serve
 from db_backends import _throwaway_pg_database
 from fault_support import SessionRunner, check_runners, tally
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "deploy" / "haproxy" / "haproxy.cfg"
 SESSIONS_PER_TRANSPORT = 4
 BATCHES, FRAMES, INTERVAL_S = 50, 5, 0.1
 
@@ -43,56 +39,9 @@ pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None,
 # --- helpers --------------------------------------------------------------------------------------------------
 
 
-class HaProxy:
-    """haproxy -db with the shipped config, its addresses in the environment; the log is kept."""
-
-    def __init__(self, replicas: list[ServeProcess], log_path: Path) -> None:
-        self.http_port, self.grpc_port = free_ports(2)
-        env = {**os.environ, "AFFECTLINE_PROXY_BIND": "127.0.0.1", "AFFECTLINE_PROXY_HTTP": str(self.http_port),
-               "AFFECTLINE_PROXY_GRPC": str(self.grpc_port)}
-        for n, r in enumerate(replicas, 1):
-            env.update({f"AFFECTLINE_R{n}_HOST": "127.0.0.1", f"AFFECTLINE_R{n}_HTTP": str(r.http_port),
-                        f"AFFECTLINE_R{n}_GRPC": str(r.grpc_port)})
-        self.log_path = log_path
-        self._log = log_path.open("w")
-        self.proc = subprocess.Popen(["haproxy", "-f", str(CONFIG), "-db"], stdout=self._log,
-                                     stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:  # every replica seen healthy (rise 2 x 500 ms)
-            assert self.proc.poll() is None, log_path.read_text()
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    time.sleep(1.5)
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"haproxy did not come up: {log_path.read_text()}")
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def grpc_target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    def routes(self) -> list[tuple[str, str, str, int, str]]:
-        """(frontend, server, session id, HTTP status, path) of every logged request naming a session."""
-        out = []
-        for line in self.log_path.read_text().splitlines():
-            m = re.match(r"affinity (\S+) \S+ (\S+) (-?\d+) (\S*) (\S+)", line)
-            if m and m.group(4) not in ("", "-"):
-                out.append((m.group(1), m.group(2), m.group(4), int(m.group(3)), m.group(5)))
-        return out
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self._log.close()
+def session_routes(proxy: HaProxy) -> list[tuple[str, str, str, int, str]]:
+    """(frontend, server, session id, HTTP status, path) of every logged request naming a session."""
+    return [(r.frontend, r.server, r.session_id, r.status, r.path) for r in proxy.routes() if r.session_id]
 
 
 def homes(routes: list[tuple[str, str, str, int, str]], session_ids: set[str]) -> dict[str, list[str]]:
@@ -127,7 +76,7 @@ def test_sessions_stick_to_one_replica_and_re_home_when_it_dies_with_nothing_los
                 replicas.append(start_serve(tmp_path / f"r{n}", tmp_path / f"r{n}.log",
                                             ["--database-url", url, "--time-variants", "0", "--max-run-ms", "0"],
                                             env={**os.environ, "AFFECTLINE_KEK": kek}))
-            proxy = HaProxy(replicas, tmp_path / "haproxy.log")
+            proxy = HaProxy(replicas, tmp_path, tmp_path / "haproxy.log")
             transports = ([GrpcSessions(proxy.grpc_target) for _ in range(SESSIONS_PER_TRANSPORT)]
                           + [ConnectSessions(proxy.base) for _ in range(SESSIONS_PER_TRANSPORT)])
             runners = [SessionRunner(t, name=f"replica-{i}", crop=crop, batches=BATCHES, frames_per_batch=FRAMES,
@@ -137,7 +86,7 @@ def test_sessions_stick_to_one_replica_and_re_home_when_it_dies_with_nothing_los
                 r.start()
             time.sleep(2.5)  # every session started and pushing
             ids = {r.session_id for r in runners}
-            before = homes(proxy.routes(), ids)
+            before = homes(session_routes(proxy), ids)
             pushes_before = {f"r{n}": push_count(rep) for n, rep in enumerate(replicas, 1)}
             load = defaultdict(list)
             for sid, servers in before.items():
@@ -148,7 +97,7 @@ def test_sessions_stick_to_one_replica_and_re_home_when_it_dies_with_nothing_los
             for r in runners:
                 r.join(BATCHES * INTERVAL_S + 90)
                 assert not r.is_alive(), f"{r.name} still running"
-            after = homes(proxy.routes(), ids)
+            after = homes(session_routes(proxy), ids)
             survivors = {f"r{n}": push_count(rep) for n, rep in enumerate(replicas, 1) if f"r{n}" != victim}
             check_runners(runners)
             t = tally(runners, url)
@@ -168,7 +117,7 @@ def test_sessions_stick_to_one_replica_and_re_home_when_it_dies_with_nothing_los
     print("\n" + t.line("3 replicas behind HAProxy, one killed"))
     # Affinity while all lived: one replica per session, on both frontends.
     assert set(before) == ids and all(len(s) == 1 for s in before.values()), before
-    assert {fe for fe, *_ in proxy.routes()} == {"http_in", "grpc_in"}
+    assert {fe for fe, *_ in session_routes(proxy)} == {"http_in", "grpc_in"}
     assert sum(pushes_before.values()) >= len(ids)  # the replicas' own counters saw the pushes
     # Re-homing: exactly the victim's sessions moved, off the victim for good, onto survivors; the
     # others stayed. Until the health check marks the victim down, `option redispatch` may send a

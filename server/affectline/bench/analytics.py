@@ -10,20 +10,16 @@ happier in seconds 20-30) and that random A/A splits of one variant rarely show 
 from __future__ import annotations
 
 import argparse
-import secrets
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import numpy as np
-import psycopg
-from sqlalchemy import make_url
 
 from affectline import analytics as al
+from affectline.bench.scratch_database import fresh_database
 from affectline.demo_data import DemoSpec, session_batches, write_demo
 from affectline.services.analytics_filter import parse_filter
 from affectline.services.analytics_service import AnalyticsService, _attentive_enough, _summaries
@@ -32,25 +28,6 @@ from affectline.storage.records import ConsentInfo, SessionRecord, ViewerInfo
 from affectline.storage.rollup_store import RollupStore
 from affectline.storage.timeline_store import TimelineStore
 from affectline.v1 import analytics_pb2 as pb
-
-
-@contextmanager
-def fresh_database(url: str | None, keep: bool) -> Iterator[str]:
-    if url is None or not url.startswith("postgres"):
-        with tempfile.TemporaryDirectory() as tmp:
-            yield url or f"sqlite:///{tmp}/bench.db"
-        return
-    admin = make_url(url).set(drivername="postgresql")
-    name = f"affectline_bench_{secrets.token_hex(4)}"
-    libpq = admin.render_as_string(hide_password=False)
-    with psycopg.connect(libpq, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.set(database=name).render_as_string(hide_password=False)
-    finally:
-        if not keep:
-            with psycopg.connect(libpq, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def ingest_frames_per_s(store: TimelineStore, video: str, sessions: int, spec: DemoSpec, rng: np.random.Generator) -> float:

@@ -25,8 +25,7 @@ import secrets
 import statistics
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,26 +35,12 @@ import numpy as np
 import psycopg
 from sqlalchemy import Engine, make_url, text
 
+from affectline.bench.scratch_database import fresh_database
 from affectline.storage.database import make_engine, upgrade
 from affectline.storage.records import BatchRecord, ConsentInfo, FrameRecord, SessionRecord, ViewerInfo
 from affectline.storage.timeline_store import TimelineStore
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-@contextmanager
-def fresh_database(url: str, keep: bool) -> Iterator[str]:
-    admin = make_url(url).set(drivername="postgresql")
-    name = f"affectline_bench_{secrets.token_hex(4)}"
-    libpq = admin.render_as_string(hide_password=False)
-    with psycopg.connect(libpq, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.set(database=name).render_as_string(hide_password=False)
-    finally:
-        if not keep:
-            with psycopg.connect(libpq, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def backend_cpu_s(database: str) -> float:

@@ -101,6 +101,11 @@ class HaProxy:
     def grpc_target(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
+    @property
+    def base(self) -> str:
+        """The HTTP frontend's URL."""
+        return f"http://127.0.0.1:{self.http_port}"
+
     def states(self) -> dict[tuple[str, str], ServerState]:
         """(backend, server) -> state, from the stats socket's `show stat`."""
         with socket.socket(socket.AF_UNIX) as s:
@@ -116,7 +121,9 @@ class HaProxy:
                 if row["pxname"] in BACKENDS and row["svname"] not in ("BACKEND", "FRONTEND")}
 
     def routes(self) -> list[Route]:
-        self._log.flush()
+        """Every request logged so far (also after stop())."""
+        if not self._log.closed:
+            self._log.flush()
         return [Route(m.group(1), m.group(3), int(m.group(4)), "" if m.group(5) == "-" else m.group(5), m.group(6))
                 for m in map(_ROUTE.match, self.log_path.read_text().splitlines()) if m]
 
