@@ -225,7 +225,7 @@ def test_hpa_scales_on_a_metric_the_adapter_rules_derive_from_our_metrics(path):
     assert rule["resources"]["overrides"]["pod"] == {"resource": "pod"}
 
 
-def test_network_policies_let_only_the_gateway_and_prometheus_in_and_only_postgres_and_dns_out():
+def test_network_policies_let_only_the_gateway_and_prometheus_in_and_only_postgres_redis_and_dns_out():
     docs = render("overlays/cpu")
     server_labels = one(docs, "Deployment", "affectline-server")["spec"]["template"]["metadata"]["labels"]
     gateway_labels = one(docs, "Deployment", "affectline-gateway")["spec"]["template"]["metadata"]["labels"]
@@ -240,7 +240,7 @@ def test_network_policies_let_only_the_gateway_and_prometheus_in_and_only_postgr
     assert {p["port"] for p in gateway_rule["ports"]} == {50051, 8080}
     assert "namespaceSelector" in prometheus_rule["from"][0]
     assert {p["port"] for p in prometheus_rule["ports"]} == {8080}
-    assert {p["port"] for rule in policy["egress"] for p in rule["ports"]} == {5432, 53}
+    assert {p["port"] for rule in policy["egress"] for p in rule["ports"]} == {5432, 6379, 53}  # 6379: AFFECTLINE_REDIS_URL
     gateway = one(docs, "NetworkPolicy", "affectline-gateway")["spec"]
     assert any(t.get("podSelector", {}).get("matchLabels", {}).items() <= server_labels.items()
                for rule in gateway["egress"] for t in rule.get("to", []))

@@ -52,7 +52,7 @@ def db(tmp_path: Path, sql: str) -> list[tuple]:
 
 
 def assert_nothing_stored(tmp_path: Path) -> None:
-    for table in ("sessions", "frames", "batches", "viewers"):
+    for table in ("sessions", "batches", "rollups", "viewers"):
         assert db(tmp_path, f"SELECT count(*) FROM {table}") in ([], [(0,)]), table
 
 
