@@ -1,6 +1,7 @@
-"""`affectline loadtest --replicas`: the Locust suite through HAProxy against 1 and then 3 replicas.
+"""`affectline loadtest --replicas`: the Locust suite through HAProxy against several replicas.
 
-The end-to-end case runs a few seconds per replica count (CI: 2 cores) and asserts that nothing
+The end-to-end case runs 3 replicas for a few seconds (CI: 2 cores; the 1 -> 3 comparison is the
+full run's, docs/scaling.md) and asserts that nothing
 broke, not how fast it went: no failed request, every acknowledged frame stored (and counted by
 the replica that stored it), every session's batches answered by exactly one replica (the
 proxy's log and the replicas' own session counters), stored frames/s above zero. Skipped, with
@@ -27,17 +28,17 @@ needs_haproxy = pytest.mark.skipif(shutil.which("haproxy") is None,
 
 
 @needs_haproxy
-def test_one_and_three_replicas_behind_haproxy_lose_nothing_and_keep_affinity(pg_admin_url, tmp_path):
+def test_three_replicas_behind_haproxy_lose_nothing_and_keep_affinity(pg_admin_url, tmp_path):
     out = tmp_path / "out"
     result = subprocess.run(
-        [*AFFECTLINE, "loadtest", "--replicas", "1,3", "--users", "6", "--spawn-rate", "6", "--duration", "6s",
+        [*AFFECTLINE, "loadtest", "--replicas", "3", "--users", "6", "--spawn-rate", "6", "--duration", "6s",
          "--processes", "2", "--pg-admin-url", pg_admin_url.render_as_string(hide_password=False), "--out", str(out)],
         capture_output=True, text=True, timeout=240, check=False)
     print(result.stdout[-3000:])
     report = out / "replicas.json"
     assert report.is_file(), result.stdout[-4000:] + result.stderr[-3000:]
     runs = {r["replicas"]: r for r in json.loads(report.read_text())["runs"]}
-    assert set(runs) == {1, 3}
+    assert set(runs) == {3}
     for n, r in runs.items():
         assert r["errors"] == 0 and r["requests"] > 0, (n, r)
         assert r["frames_stored"] == r["frames_acked"] > 0, (n, r)
@@ -49,10 +50,8 @@ def test_one_and_three_replicas_behind_haproxy_lose_nothing_and_keep_affinity(pg
         assert all(p["went_down"] == 0 for p in r["per_replica"]), (n, r["per_replica"])
         assert r["ok"] and all(r["checks"].values()), (n, r["checks"])
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
-    assert "scaling 1 -> 3 replicas: stored frames/s x" in result.stdout
     assert (out / "replicas.md").read_text().count("\n| 3 |") >= 1
-    for n in (1, 3):
-        assert (out / f"replicas-{n}" / "haproxy.log").is_file() and (out / f"replicas-{n}" / "r1.log").is_file()
+    assert (out / "replicas-3" / "haproxy.log").is_file() and (out / "replicas-3" / "r3.log").is_file()
 
 
 def test_config_is_rendered_for_n_replicas_from_the_shipped_file(tmp_path):
