@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,14 @@ import pytest
 
 from affectline.face_crop import resize
 from db_backends import db_engine, db_url, empty_db_url, pg_admin_url, pg_migrated_url  # noqa: F401
+
+# Servers the tests start skip the two start-up probes (timing the model's variants, fitting the
+# run budget): ~4 s of every start on 2 cores, ~40 starts. test_engine_variants.py and
+# test_run_budget.py test the probes; test_cli's README test serves with them (DEFAULT_START_ENV).
+PROBES_OFF = {"AFFECTLINE_TIME_VARIANTS": "0", "AFFECTLINE_MAX_RUN_MS": "0"}
+DEFAULT_START_ENV = {k: v for k, v in os.environ.items() if k not in PROBES_OFF}
+for _name, _value in PROBES_OFF.items():
+    os.environ.setdefault(_name, _value)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FER_NPZ = REPO_ROOT.parent / "shared" / "data" / "fer2013" / "fer2013.npz"

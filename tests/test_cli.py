@@ -12,7 +12,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from conftest import REPO_ROOT
+from conftest import DEFAULT_START_ENV, REPO_ROOT
 from db_backends import pg_admin_url, pg_migrated_url  # noqa: F401
 
 from affectline.models.registry import DEFAULT_MODEL, ModelRegistry
@@ -98,14 +98,15 @@ def test_classify_missing_path_is_a_clear_error(tmp_path):
     assert result.returncode == 2 and "no such file" in result.stderr
 
 
-def serve(tmp_path: Path, database_url: str | None) -> ServeProcess:
+def serve(tmp_path: Path, database_url: str | None, env: dict[str, str] | None = None) -> ServeProcess:
     return start_serve(tmp_path / "data", tmp_path / "serve.log", ["--database-url", database_url] if database_url else [],
-                       timeout_s=60)
+                       timeout_s=60, env=env)
 
 
 def test_readme_partner_script_against_a_served_process(db_url, tmp_path, fer_faces):
-    """Acceptance: `affectline serve` + the README's partner script, 300 frames, on SQLite and PostgreSQL."""
-    server = serve(tmp_path, db_url)
+    """Acceptance: `affectline serve` + the README's partner script, 300 frames, on SQLite and PostgreSQL.
+    The server starts as a user's does, with its start-up probes."""
+    server = serve(tmp_path, db_url, env=DEFAULT_START_ENV)
     try:
         admin_key = (tmp_path / "data" / "admin-key").read_text().strip()  # made by serve's first start
         demo = subprocess.run(
