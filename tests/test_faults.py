@@ -67,13 +67,17 @@ def metric(base: str, name: str) -> float:
 
 class TcpProxy:
     """A TCP proxy in front of PostgreSQL, on its own asyncio loop: cut() closes every connection
-    through it and refuses new ones (accepted and closed at once) until restore()."""
+    through it and refuses new ones (accepted and closed at once) until restore(); stall() keeps
+    every connection open and accepts new ones, but forwards nothing (a database that stopped
+    answering) until restore()."""
 
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="pg-proxy", daemon=True)
         self.cut_off = False
+        self.flowing = asyncio.Event()
+        self.loop.call_soon_threadsafe(self.flowing.set)
         self.links: set[asyncio.Transport] = set()
         self.refused = 0
         self.thread.start()
@@ -86,6 +90,7 @@ class TcpProxy:
             self.refused += 1
             writer.transport.abort()
             return
+        await self.flowing.wait()
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         except OSError:
@@ -97,6 +102,7 @@ class TcpProxy:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
                 while data := await src.read(65536):
+                    await self.flowing.wait()
                     dst.write(data)
                     await dst.drain()
             except (ConnectionError, OSError):
@@ -116,8 +122,12 @@ class TcpProxy:
     def cut(self) -> None:
         self.loop.call_soon_threadsafe(self._cut)
 
+    def stall(self) -> None:
+        self.loop.call_soon_threadsafe(self.flowing.clear)
+
     def restore(self) -> None:
         self.loop.call_soon_threadsafe(setattr, self, "cut_off", False)
+        self.loop.call_soon_threadsafe(self.flowing.set)
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self._cut)
@@ -153,6 +163,39 @@ def join_all(runners: list[SessionRunner], timeout_s: float) -> None:
 
 
 # --- 1. PostgreSQL unreachable for 10 s --------------------------------------------------------------------------
+
+
+def test_a_database_that_stops_answering_turns_healthz_503_without_holding_the_server(pg_admin_url, tmp_path):
+    """PostgreSQL stalls (connections stay open, nothing answers): /healthz says 503 within its
+    2 s deadline instead of hanging, the event loop stays free (/metrics answers at once), probes
+    do not pile up stuck queries, and /healthz is 200 again once the database answers."""
+    with _throwaway_pg_database(pg_admin_url) as real_url:
+        real = make_url(real_url)
+        proxy = TcpProxy((real.host or "127.0.0.1", real.port or 5432))
+        server = serve(tmp_path, real.set(port=proxy.port).render_as_string(hide_password=False))
+        try:
+            assert httpx.get(f"{server.base}/healthz", timeout=10).status_code == 200
+            proxy.stall()
+            took = []
+            for _ in range(3):
+                t = time.monotonic()
+                r = httpx.get(f"{server.base}/healthz", timeout=10)
+                took.append(time.monotonic() - t)
+                assert r.status_code == 503 and r.json()["database"] == "error: no answer within 2 s", r.text
+                t = time.monotonic()
+                assert httpx.get(f"{server.base}/metrics", timeout=10).status_code == 200
+                assert time.monotonic() - t < 1.0, "the event loop is not waiting on the database"
+            assert all(1.9 < d < 3.5 for d in took), took
+            proxy.restore()
+            deadline = time.monotonic() + 20
+            while httpx.get(f"{server.base}/healthz", timeout=10).status_code != 200:
+                assert time.monotonic() < deadline, "healthz did not recover"
+                time.sleep(0.2)
+        finally:
+            proxy.restore()
+            assert server.stop() == 0
+            proxy.close()
+        print(f"\nstalled database: /healthz 503 after {', '.join(f'{d:.2f}' for d in took)} s")
 
 
 def test_postgres_unreachable_for_10s_back_pressures_loses_nothing_and_recovers(pg_admin_url, tmp_path, crop):

@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -102,6 +103,10 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.listen(1024)
     sock.set_inheritable(True)
     return sock
+
+
+# /healthz reports the database as failing when SELECT 1 takes longer than this.
+HEALTH_DB_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -309,22 +314,38 @@ class AffectlineServer:
         self._shutdown = asyncio.Event()
         self._http_task: asyncio.Task[Any] | None = None
         self._retention_task: asyncio.Task[None] | None = None
+        self._health_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="affectline-health")
+        self._health_check: asyncio.Future[None] | None = None
 
     @property
     def grpc_port(self) -> int:
         return self._grpc.port
+
+    async def _database_health(self) -> str:
+        """"ok", or why not, within HEALTH_DB_TIMEOUT_S: a database that accepts connections but
+        never answers must turn /healthz 503, not hang the probe. The query runs on one thread of
+        its own (never the event loop, nor the pool the store's calls use); while a stuck check
+        is still out, the next probe waits on that one instead of starting another."""
+        if self._health_check is None or self._health_check.done():
+            self._health_check = asyncio.get_running_loop().run_in_executor(self._health_pool, self._ping_database)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._health_check), HEALTH_DB_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            return f"error: no answer within {HEALTH_DB_TIMEOUT_S:g} s"
+        except Exception as exc:  # report, don't crash the probe
+            return f"error: {type(exc).__name__}"
+        return "ok"
+
+    def _ping_database(self) -> None:
+        with self.parts.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
 
     @property
     def http_port(self) -> int:
         return self._http_port
 
     async def health(self) -> dict[str, Any]:
-        try:
-            with self.parts.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            db = "ok"
-        except Exception as exc:  # report, don't crash the probe
-            db = f"error: {type(exc).__name__}"
+        db = await self._database_health()
         return {"status": "ok" if db == "ok" else "degraded", "database": db, "model": self.parts.model.key, "variant": self.parts.model.variant,
                 "providers": self.parts.model.providers}
 
@@ -396,6 +417,7 @@ class AffectlineServer:
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stops taking new calls, lets in-flight ones finish, drains the batcher."""
         self._shutdown.set()
+        self._health_pool.shutdown(wait=False, cancel_futures=True)  # a stuck check must not hold the exit
         self.parts.live_service.close()  # live streams end now instead of holding the grace period
         if self._retention_task is not None:
             self._retention_task.cancel()

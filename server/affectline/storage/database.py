@@ -19,6 +19,7 @@ from sqlalchemy.pool import StaticPool
 DEFAULT_DATABASE_URL = "sqlite:///./data/affectline.db"
 MIGRATIONS_DIR_ENV = "AFFECTLINE_MIGRATIONS_DIR"
 SQLITE_BUSY_TIMEOUT_S = 30.0
+PG_CONNECT_TIMEOUT_S = 5
 
 
 def redact_url(url: str | URL) -> str:
@@ -38,7 +39,10 @@ def make_engine(url: str | URL) -> Engine:
     """A thread-safe engine for SQLite (file or memory) or PostgreSQL."""
     parsed = normalise_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=True)
+        # A bounded connect: a database host that drops packets fails a connect in seconds, not
+        # after the kernel's TCP timeout (minutes). A connect_timeout in the URL wins.
+        connect = {} if "connect_timeout" in parsed.query else {"connect_timeout": PG_CONNECT_TIMEOUT_S}
+        return create_engine(parsed, pool_pre_ping=True, connect_args=connect)
 
     database = parsed.database or ""
     in_memory = database in ("", ":memory:") or parsed.query.get("mode") == "memory"
