@@ -13,10 +13,11 @@ import sys
 from db_backends import pg_admin_url  # noqa: F401
 
 
+# 40 sessions x 4 s x 2 writers: ~19,000 frames, enough PostgreSQL CPU to show in /proc's 10 ms ticks.
 def test_storage_benchmark_short_run(pg_admin_url):  # noqa: F811 (skips without PostgreSQL)
     url = pg_admin_url.set(drivername="postgresql").render_as_string(hide_password=False)
-    run = subprocess.run([sys.executable, "-m", "affectline.bench.storage", "--database-url", url, "--sessions", "20",
-                          "--seconds", "2", "--repeats", "1", "--writers", "2", "--group", "20"],
+    run = subprocess.run([sys.executable, "-m", "affectline.bench.storage", "--database-url", url, "--sessions", "40",
+                          "--seconds", "4", "--repeats", "1", "--writers", "2", "--group", "40"],
                          capture_output=True, text=True, timeout=300)
     print(run.stdout)
     assert run.returncode == 0, run.stderr[-3000:]
