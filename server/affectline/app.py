@@ -197,7 +197,6 @@ def build_parts(settings: Settings) -> Parts:
     api_keys = ApiKeyStore(engine)
     announce_first_key(ensure_admin_key(api_keys, settings.data_dir, settings.admin_key))
     store = TimelineStore(engine, rollups=bool(settings.rollups))
-    store.partitions.prepare()  # PostgreSQL: today's and tomorrow's batches partitions
     try:  # /watch/demo works on a fresh data dir; a failure here must not stop the API
         ensure_demo(store, settings.data_dir)
     except Exception:
@@ -354,7 +353,8 @@ class AffectlineServer:
         privacy = PrivacyStore(self.parts.engine)
         while True:  # the global default (0: keep) and each campaign's own retention (videos.retention_days)
             try:
-                # The next day's partition exists well before its first session (PostgreSQL).
+                # Today's and tomorrow's partitions (PostgreSQL): at start, then the next day's well
+                # before its first session (a day's partition is also made for its first session).
                 await asyncio.to_thread(self.parts.store.partitions.prepare)
                 purged = await asyncio.to_thread(privacy.purge_expired, datetime.now(timezone.utc), days)
                 if purged:

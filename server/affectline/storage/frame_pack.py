@@ -105,16 +105,10 @@ def unpack(data: bytes | memoryview) -> np.ndarray:
 
 
 def unpack_many(values: Sequence[bytes | memoryview]) -> tuple[np.ndarray, np.ndarray]:
-    """Several batches' values as one FRAME_DTYPE array and each frame's position in its batch."""
+    """Several batches' values as one FRAME_DTYPE array, and how many frames each value held."""
     parts = [unpack(v) for v in values]
-    if not parts:
-        return np.zeros(0, FRAME_DTYPE), np.zeros(0, np.int64)
-    index = np.concatenate([np.arange(len(p)) for p in parts])
-    return np.concatenate(parts), index
-
-
-def frame_count(data: bytes | memoryview) -> int:
-    return len(unpack(data))
+    counts = np.array([len(p) for p in parts], dtype=np.int64)
+    return (np.concatenate(parts) if parts else np.zeros(0, FRAME_DTYPE)), counts
 
 
 def to_records(seq: int, frames: np.ndarray, start: int = 0) -> list[FrameRecord]:

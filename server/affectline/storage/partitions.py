@@ -43,10 +43,7 @@ def create_sql(day: date) -> str:
 
 def list_days(conn: Connection) -> list[date]:
     """The days that have a partition, oldest first."""
-    names = conn.execute(text(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = :t"), {"t": TABLE}).scalars()
-    days = [datetime.strptime(m.group(1), "%Y%m%d").date() for n in names if (m := _NAME.match(n))]
+    days = [datetime.strptime(m.group(1), "%Y%m%d").date() for n in partition_tables(conn) if (m := _NAME.match(n))]
     return sorted(days)
 
 

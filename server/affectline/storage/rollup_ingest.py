@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Table, delete
 from affectline.analytics.definitions import FrameArrays
 from affectline.analytics.rollup import SecondRollup, SeekState
 from affectline.analytics.run_map import RunMap, to_runs
-from affectline.storage import frame_pack
+from affectline.storage import frame_pack, pg_stage
 from affectline.storage.records import EMOTIONS
 from affectline.storage.tables import ROLLUP_VALUE_COLUMNS
 
@@ -93,26 +93,12 @@ def write_rollups(conn: Connection, rows: Sequence[SecondRollup], states: Sequen
         if states:
             conn.exec_driver_sql(SQLITE_SAVE_STATE, [(state, sid) for sid, state in states])
         return
-    import psycopg
-
-    raw = conn.connection.driver_connection
-    assert isinstance(raw, psycopg.Connection)
-    info = conn.connection.info
-    with raw.cursor() as cursor:
-        if not info.get(_PG_STAGE):
-            cursor.execute(_PG_CREATE_STAGES)
-            info[_PG_STAGE] = True
+    with pg_stage.staging_cursor(conn, _PG_CREATE_STAGES) as cursor:
         if values:
-            with cursor.copy(_PG_COPY_ROWS) as copy:
-                copy.set_types(_PG_TYPES)
-                for row in values:
-                    copy.write_row(row)
+            pg_stage.copy_rows(cursor, _PG_COPY_ROWS, _PG_TYPES, values)
             cursor.execute(_PG_UPSERT)
         if states:
-            with cursor.copy(_PG_COPY_STATES) as copy:
-                copy.set_types(("text", "text"))
-                for sid, state in states:
-                    copy.write_row((sid, state))
+            pg_stage.copy_rows(cursor, _PG_COPY_STATES, ("text", "text"), states)
             cursor.execute(_PG_SAVE_STATES)
 
 
@@ -147,9 +133,9 @@ def parse_allowed(text: str | None) -> tuple[str, ...] | None:
 def packed_frame_arrays(seqs: Sequence[int], values: Sequence[Any]) -> FrameArrays:
     """Batches' packed frames (storage/frame_pack.py) as arrays, smoothed probabilities where
     stored: what rollups are made of. Decoded with numpy, without per-frame objects."""
-    frames, index = frame_pack.unpack_many(values)
-    counts = [frame_pack.frame_count(v) for v in values]
-    seq = np.repeat(np.asarray(seqs, np.int64), counts) if len(frames) else np.zeros(0, np.int64)
+    frames, counts = frame_pack.unpack_many(values)
+    seq = np.repeat(np.asarray(seqs, np.int64), counts)
+    index = np.arange(len(frames)) - np.repeat(np.cumsum(counts) - counts, counts)  # position in its batch
     smoothed = frames["smoothed"].astype(np.float64)
     raw = frames["probs"].astype(np.float64)
     # Smoothed where the frame has any (withheld emotions are NaN in both), raw otherwise.

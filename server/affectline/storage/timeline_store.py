@@ -29,10 +29,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
 
 from affectline.analytics.rollup import SeekState, rollup_session, rollup_sessions
-from affectline.storage import frame_pack, partitions, rollup_ingest
+from affectline.storage import frame_pack, partitions, pg_stage, rollup_ingest
 from affectline.storage.database import make_engine, upgrade
 from affectline.storage.records import (
     EMOTIONS,
@@ -316,8 +315,7 @@ class TimelineStore:
                 rows.append((session_id, batch.seq, day, batch.nonce, batch.digest, len(batch.frames), accepted_at, data))
             claimed_all = self._claim_batches(conn, rows)
             if self.rollups:
-                new = [(row, batch) for row, (_, batch), ok in zip(rows, items, claimed_all) if ok]
-                self._roll_up(conn, new, sessions)
+                self._roll_up(conn, [row for row, ok in zip(rows, claimed_all) if ok], sessions)
         return claimed_all
 
     def _ingest_state(self, conn: Connection, session_ids: Sequence[str]) -> dict[str, _IngestState]:
@@ -337,24 +335,9 @@ class TimelineStore:
         (session_id, seq) was already stored (or came earlier in `rows`)."""
         if self._sqlite:
             return [conn.exec_driver_sql(_SQLITE_INSERT_BATCH, row).first() is not None for row in rows]
-        import psycopg
-
-        raw = conn.connection.driver_connection
-        assert isinstance(raw, psycopg.Connection)
-        info = conn.connection.info
-        try:
-            with raw.cursor() as cursor:
-                if not info.get(_PG_STAGE):
-                    cursor.execute(_PG_CREATE_STAGE)
-                    info[_PG_STAGE] = True
-                with cursor.copy(_PG_COPY_STAGE) as copy:
-                    copy.set_types(_PG_COPY_TYPES)
-                    for row in rows:
-                        copy.write_row(row)
-                inserted = {(sid, int(seq)) for sid, seq in cursor.execute(_PG_CLAIM).fetchall()}
-        except psycopg.Error as exc:
-            # Same exception types as the Core path (e.g. sqlalchemy.exc.IntegrityError).
-            raise DBAPIError.instance(_PG_CLAIM, None, exc, psycopg.Error) from exc
+        with pg_stage.staging_cursor(conn, _PG_CREATE_STAGE) as cursor:
+            pg_stage.copy_rows(cursor, _PG_COPY_STAGE, _PG_COPY_TYPES, rows)
+            inserted = {(sid, int(seq)) for sid, seq in cursor.execute(_PG_CLAIM).fetchall()}
         claimed = []
         for row in rows:
             key = (row[0], int(row[1]))
@@ -362,12 +345,11 @@ class TimelineStore:
             inserted.discard(key)  # a second copy of the same batch in one group is a retry
         return claimed
 
-    def _roll_up(self, conn: Connection, new: Sequence[tuple[tuple[Any, ...], BatchRecord]],
-                 sessions: Mapping[str, _IngestState]) -> None:
+    def _roll_up(self, conn: Connection, new: Sequence[tuple[Any, ...]], sessions: Mapping[str, _IngestState]) -> None:
         """Adds the new batches' frames to the rollups and advances each session's seek state.
-        `new`: (batches row, batch) pairs of the batches just stored."""
+        `new`: the batches rows just stored (_BATCH_COLUMNS order)."""
         by_session: dict[str, list[tuple[Any, ...]]] = {}
-        for row, _ in new:
+        for row in new:
             by_session.setdefault(row[0], []).append(row)
         rows: list[Any] = []
         states: list[tuple[str, str]] = []
@@ -378,6 +360,7 @@ class TimelineStore:
         bounds = [0]
         allowed_of: list[Any] = []
         seek_states: list[SeekState] = []
+        last_seqs: list[int] = []
         for session_id, batches in by_session.items():
             state = sessions.get(session_id)
             allowed, state_text = (state.allowed, state.rollup_state) if state else (None, None)
@@ -393,6 +376,7 @@ class TimelineStore:
             names.append(session_id)
             allowed_of.append(allowed)
             seek_states.append(resumed[0])
+            last_seqs.append(int(batches[-1][1]))
             for b in batches:
                 seqs.append(int(b[1]))
                 values.append(b[7])
@@ -401,10 +385,8 @@ class TimelineStore:
             arrays = rollup_ingest.packed_frame_arrays(seqs, values)
             group_rows, group_states = rollup_sessions(names, np.asarray(bounds), arrays, allowed_of, seek_states)
             rows += group_rows
-            last_seq = {}
-            for b, _ in new:
-                last_seq[b[0]] = max(last_seq.get(b[0], -1), int(b[1]))
-            states += [(sid, rollup_ingest.encode_state(seek, last_seq[sid])) for sid, seek in zip(names, group_states)]
+            states += [(sid, rollup_ingest.encode_state(seek, last_seq))
+                       for sid, seek, last_seq in zip(names, group_states, last_seqs)]
         rollup_ingest.write_rollups(conn, rows, states, self._sqlite)
 
     def _roll_up_from_frames(self, conn: Connection, session_id: str, allowed: tuple[str, ...] | None) -> tuple[Any, ...]:
